@@ -1,0 +1,201 @@
+//! The command tree. Every flag also reads an environment variable; `--help` lists both.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{DatabaseArgs, RunnerArgs};
+use crate::decay::{JobKind, JobStateKind};
+use crate::telemetry::LogFormat;
+
+/// decay-worker: runs memory-decay jobs against PostgreSQL, fed by job-id messages over RabbitMQ.
+#[derive(Debug, Parser)]
+#[command(name = "decay-worker", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "DECAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (safe to run from several replicas at once).
+    Migrate(MigrateArgs),
+    /// Insert a new pending decay job and print its id.
+    Schedule(ScheduleArgs),
+    /// Run one job directly through the runner (no broker).
+    Run(RunArgs),
+    /// Inspect and manage jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+/// Job kinds as CLI values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    CandidateCompression,
+    EpisodeCompression,
+    ExpiredPrincipleReview,
+}
+
+impl From<KindArg> for JobKind {
+    fn from(k: KindArg) -> JobKind {
+        match k {
+            KindArg::CandidateCompression => JobKind::CandidateCompression,
+            KindArg::EpisodeCompression => JobKind::EpisodeCompression,
+            KindArg::ExpiredPrincipleReview => JobKind::ExpiredPrincipleReview,
+        }
+    }
+}
+
+/// Summary methods as CLI values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    DeterministicConcatenate,
+    Llm,
+}
+
+/// States as CLI values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl From<StateArg> for JobStateKind {
+    fn from(s: StateArg) -> JobStateKind {
+        match s {
+            StateArg::Pending => JobStateKind::Pending,
+            StateArg::InProgress => JobStateKind::InProgress,
+            StateArg::Completed => JobStateKind::Completed,
+            StateArg::Failed => JobStateKind::Failed,
+            StateArg::Cancelled => JobStateKind::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// What the job does.
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// Source memories (candidate-compression), comma-separated, in order.
+    #[arg(long, value_delimiter = ',')]
+    pub memory_ids: Vec<String>,
+    /// Source episodes (episode-compression), comma-separated, in order.
+    #[arg(long, value_delimiter = ',')]
+    pub episode_ids: Vec<String>,
+    /// The principle to review (expired-principle-review).
+    #[arg(long)]
+    pub principle_id: Option<String>,
+    /// How the summary is produced (compression kinds).
+    #[arg(long, value_enum, default_value_t = MethodArg::DeterministicConcatenate)]
+    pub summary_method: MethodArg,
+    /// Earliest run time, RFC 3339. Default (or blank): now. Past times are refused.
+    #[arg(long)]
+    pub scheduled_for: Option<String>,
+    /// Operator attestation envelope; required with `--summary-method llm`.
+    #[arg(long)]
+    pub operator_attestation: Option<PathBuf>,
+    /// Operator principal recorded on the job.
+    #[arg(long, env = "DECAY_CREATED_BY", default_value = "operator:cli")]
+    pub created_by: String,
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["job_id", "next_pending"])))]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    /// The job to run.
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Run the head of the ready list instead.
+    #[arg(long)]
+    pub next_pending: bool,
+    /// Operator attestation envelope for an LLM job.
+    #[arg(long)]
+    pub operator_attestation: Option<PathBuf>,
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, by state (repeatable; default all states).
+    List(JobsListArgs),
+    /// Show one job with its supersession sources.
+    Show(JobsShowArgs),
+    /// Cancel a pending or in-progress job; the reason is stored.
+    Cancel(JobsCancelArgs),
+    /// Counts by state and kind, failures by code, oldest pending job.
+    Stats(JobsStatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsListArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Filter by state (repeatable).
+    #[arg(long, value_enum)]
+    pub state: Vec<StateArg>,
+    /// At most this many jobs per state.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsShowArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Job id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCancelArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Job id.
+    pub id: String,
+    /// Why (stored on the job).
+    #[arg(long)]
+    pub reason: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsStatsArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

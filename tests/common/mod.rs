@@ -1,0 +1,122 @@
+//! Shared helpers of the integration tests: seeding through the store, and a runner.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use decay_worker::decay::runner::{Runner, RunnerConfig};
+use decay_worker::decay::summary::attestation::TrustPolicy;
+use decay_worker::decay::summary::backend::{NoopBackend, SummaryBackend};
+use decay_worker::decay::{JobKind, SummaryMethod};
+use decay_worker::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
+use decay_worker::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
+use serde_json::json;
+
+/// The frozen clock tests use (spec §4.7).
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 13, 12, 0, 0).unwrap()
+}
+
+pub fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+pub fn runner_cfg() -> RunnerConfig {
+    RunnerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat_every: Duration::from_secs(10),
+        max_attempts: 3,
+        worker_id: "test/1".into(),
+    }
+}
+
+pub fn runner(store: &Store) -> Runner {
+    runner_with(store, runner_cfg(), Arc::new(NoopBackend))
+}
+
+pub fn runner_with(store: &Store, cfg: RunnerConfig, backend: Arc<dyn SummaryBackend>) -> Runner {
+    Runner::new(store.clone(), cfg, backend, TrustPolicy::default())
+}
+
+pub async fn memory(store: &Store, claim: &str, confidence: f64, authority: &str) -> MemoryId {
+    let id = MemoryId::new();
+    store
+        .insert_memory(&NewMemory {
+            id,
+            memory_type: "semantic".into(),
+            status: "active".into(),
+            claim: claim.into(),
+            source_episodes_json: json!([]),
+            source_events_json: json!(["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"]),
+            domains_json: json!(["ops"]),
+            confidence,
+            authority: authority.into(),
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn episode(store: &Store, summary: &str, confidence: f64) -> EpisodeId {
+    let id = EpisodeId::new();
+    store
+        .insert_episode(&NewEpisode {
+            id,
+            trace_id: "trc_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+            summary: summary.into(),
+            source_events_json: json!(["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"]),
+            domains_json: json!(["ops"]),
+            confidence,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn principle(store: &Store) -> PrincipleId {
+    let id = PrincipleId::new();
+    store
+        .insert_principle(&NewPrinciple {
+            id,
+            statement: "be kind".into(),
+            waiver_expires_at: None,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// Insert a pending job over `sources`, scheduled at `at`.
+pub async fn job_at(
+    store: &Store,
+    kind: JobKind,
+    method: SummaryMethod,
+    sources: Vec<String>,
+    at: DateTime<Utc>,
+) -> DecayJobId {
+    let job = NewJob::new(kind, method, sources, at, "operator:test", at);
+    store.insert_job(&job).await.unwrap();
+    job.id
+}
+
+/// A pending deterministic candidate-compression job over three fresh memories.
+pub async fn candidate_job(store: &Store, at: DateTime<Utc>) -> DecayJobId {
+    let mut ids = Vec::new();
+    for (i, c) in [0.9, 0.7, 0.8].into_iter().enumerate() {
+        ids.push(
+            memory(store, &format!("claim {i}"), c, "agent")
+                .await
+                .to_string(),
+        );
+    }
+    job_at(
+        store,
+        JobKind::CandidateCompression,
+        SummaryMethod::DeterministicConcatenate,
+        ids,
+        at,
+    )
+    .await
+}
