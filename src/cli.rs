@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{DatabaseArgs, RunnerArgs};
+use crate::config::{BrokerArgs, DatabaseArgs, RunnerArgs, WorkerArgs};
 use crate::decay::{JobKind, JobStateKind};
 use crate::telemetry::LogFormat;
 
@@ -30,6 +30,93 @@ pub enum Command {
     /// Inspect and manage jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Run the worker: consume job messages, run each job, ack after it is settled.
+    Consume(ConsumeArgs),
+    /// Publish existing job ids (e.g. after `schedule --no-publish`).
+    Enqueue(EnqueueArgs),
+    /// Republish due pending jobs whose message may be lost, and expired in-progress jobs.
+    Reconcile(ReconcileArgs),
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Job ids to publish.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Republish pending jobs whose last publish is older than this.
+    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value = "10m", value_parser = crate::config::parse_duration)]
+    pub stale_after: std::time::Duration,
+    /// At most this many jobs per run.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters (job id, reason, time, delivery count) without removing them.
+    List(DeadLettersListArgs),
+    /// Move dead letters back to the main queue (publish confirmed, then ack).
+    Requeue(DeadLettersRequeueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLettersListArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// At most this many.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["all", "ids", "reason"])))]
+pub struct DeadLettersRequeueArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Requeue every dead letter.
+    #[arg(long)]
+    pub all: bool,
+    /// Only dead letters with this reason (e.g. `job_not_found`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only these job ids.
+    pub ids: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +200,11 @@ pub struct ScheduleArgs {
     /// Operator principal recorded on the job.
     #[arg(long, env = "DECAY_CREATED_BY", default_value = "operator:cli")]
     pub created_by: String,
+    /// Insert only; do not publish the job's message.
+    #[arg(long)]
+    pub no_publish: bool,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Print a JSON report.
     #[arg(long)]
     pub json: bool,

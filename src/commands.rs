@@ -6,9 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::broker::Session;
+use crate::broker::producer::Producer;
 use crate::cli::{
-    Cli, Command, JobsCancelArgs, JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg,
-    MethodArg, RunArgs, ScheduleArgs,
+    Cli, Command, ConsumeArgs, DeadLettersCommand, DeadLettersListArgs, DeadLettersRequeueArgs,
+    EnqueueArgs, JobsCancelArgs, JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg,
+    MethodArg, ReconcileArgs, RunArgs, ScheduleArgs,
 };
 use crate::decay::runner::{RunOutcome, Runner};
 use crate::decay::summary::attestation::TrustPolicy;
@@ -88,6 +91,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Show(a)) => jobs_show(a).await,
         Command::Jobs(JobsCommand::Cancel(a)) => jobs_cancel(a).await,
         Command::Jobs(JobsCommand::Stats(a)) => jobs_stats(a).await,
+        Command::Consume(a) => consume(a).await,
+        Command::Enqueue(a) => enqueue(a).await,
+        Command::Reconcile(a) => reconcile(a).await,
+        Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters_list(a).await,
+        Command::DeadLetters(DeadLettersCommand::Requeue(a)) => dead_letters_requeue(a).await,
     }
 }
 
@@ -191,8 +199,29 @@ pub fn job_from_schedule_args(a: &ScheduleArgs, now: DateTime<Utc>) -> Result<Ne
 async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
     let now = Utc::now();
     let job = job_from_schedule_args(&a, now)?;
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let store = Store::connect(&a.db.store_config(2)).await?;
     store.insert_job(&job).await?;
+    if !a.no_publish {
+        let mut producer = Producer::new(broker, "decay-worker schedule");
+        let published = producer.publish(&job.id).await;
+        producer.close().await;
+        if let Err(e) = published {
+            println!("{}", job.id);
+            return Err(CliError {
+                code: exit::PRECONDITION_UNMET,
+                message: format!(
+                    "decay.schedule.publish_failed: job {} is stored as pending but its message was not published ({}); run `decay-worker enqueue {}` or let the reconciler republish it",
+                    job.id,
+                    crate::broker::describe(&e),
+                    job.id
+                ),
+            });
+        }
+        store
+            .mark_published(&[job.id.to_string()], Utc::now())
+            .await?;
+    }
     if a.json {
         print_json(&json!({
             "job_id": job.id.to_string(),
@@ -492,6 +521,172 @@ async fn jobs_stats(a: JobsStatsArgs) -> Result<(), CliError> {
             oldest_age.map_or("-".into(), |s| format!("{s}s"))
         );
         println!("expired leases: {}", stats.expired_leases);
+    }
+    Ok(())
+}
+
+/// Resolve on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
+    let runner_cfg = a.runner.runner_config().map_err(CliError::usage)?;
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let worker_cfg = a.worker.worker_config().map_err(CliError::usage)?;
+    let pool = u32::try_from(worker_cfg.concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(2);
+    let store = Store::connect_lazy(&a.db.store_config(pool))?;
+    // Migrations at start (advisory-locked); wait for the database rather than crash-loop.
+    let mut delays = crate::worker::outcome::retry_delays();
+    loop {
+        match store.migrate().await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                let wait = delays.next().unwrap_or(std::time::Duration::from_secs(60));
+                tracing::warn!(error = %redact(&e.to_string()), wait_ms = wait.as_millis() as u64, "database not reachable; retrying migrations");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(CliError::internal(e)),
+        }
+    }
+    let runner = Runner::new(
+        store.clone(),
+        runner_cfg,
+        Arc::new(NoopBackend),
+        TrustPolicy::default(),
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        let _ = tx.send(true);
+    });
+    let health = Arc::new(crate::worker::Health::default());
+    crate::worker::run(runner, broker, worker_cfg, health, rx).await;
+    store.close().await;
+    Ok(())
+}
+
+async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
+    let ids = a
+        .ids
+        .iter()
+        .map(|s| parse_job_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let store = Store::connect(&a.db.store_config(2)).await?;
+    let mut producer = Producer::new(broker, "decay-worker enqueue");
+    let mut published = Vec::new();
+    for id in &ids {
+        if store.read_job(&id.to_string()).await?.is_none() {
+            producer.close().await;
+            return Err(CliError::precondition(
+                "decay.enqueue.job_not_found",
+                format!("decay job {id} not found"),
+            ));
+        }
+        if let Err(e) = producer.publish(id).await {
+            producer.close().await;
+            return Err(CliError::internal(format!(
+                "publishing {id} failed: {}",
+                crate::broker::describe(&e)
+            )));
+        }
+        published.push(id.to_string());
+        println!("{id}");
+    }
+    producer.close().await;
+    store.mark_published(&published, Utc::now()).await?;
+    Ok(())
+}
+
+async fn reconcile(a: ReconcileArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let store = Store::connect(&a.db.store_config(2)).await?;
+    let mut producer = Producer::new(broker, "decay-worker reconcile");
+    let n = crate::worker::reconcile_once(&store, &mut producer, a.stale_after, a.limit).await;
+    producer.close().await;
+    let n = n?;
+    if a.json {
+        print_json(&json!({"republished": n}));
+    } else {
+        println!("republished {n} job(s)");
+    }
+    Ok(())
+}
+
+async fn dead_letters_list(a: DeadLettersListArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let session = Session::open(&broker, "decay-worker dead-letters")
+        .await
+        .map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
+    let letters = session.peek_dead_letters(a.limit).await;
+    session.close().await;
+    let letters = letters.map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
+    if a.json {
+        print_json(&json!({"count": letters.len(), "dead_letters": letters}));
+    } else {
+        println!(
+            "{:<30}  {:<18}  {:<32}  {:>5}  DETAIL",
+            "JOB_ID", "REASON", "DEAD_LETTERED_AT", "COUNT"
+        );
+        for l in &letters {
+            println!(
+                "{:<30}  {:<18}  {:<32}  {:>5}  {}",
+                l.job_id.as_deref().unwrap_or("-"),
+                l.reason,
+                l.dead_lettered_at.as_deref().unwrap_or("-"),
+                l.delivery_count,
+                l.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn dead_letters_requeue(a: DeadLettersRequeueArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let ids: Vec<String> = a
+        .ids
+        .iter()
+        .map(|s| parse_job_id(s).map(|i| i.to_string()))
+        .collect::<Result<_, _>>()?;
+    let session = Session::open(&broker, "decay-worker dead-letters")
+        .await
+        .map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
+    let all = a.all;
+    let reason = a.reason.clone();
+    let select = move |l: &crate::broker::DeadLetter| {
+        all || reason.as_deref().is_some_and(|r| r == l.reason)
+            || l.job_id.as_ref().is_some_and(|id| ids.contains(id))
+    };
+    let moved = session.requeue_dead_letters(&select, usize::MAX).await;
+    session.close().await;
+    let moved = moved.map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
+    if a.json {
+        print_json(&json!({"requeued": moved.len(), "ids": moved}));
+    } else {
+        println!("requeued {} message(s)", moved.len());
     }
     Ok(())
 }

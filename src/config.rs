@@ -138,3 +138,96 @@ mod tests {
         assert!(a.runner_config().is_err());
     }
 }
+
+/// Broker settings.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// AMQP URL of RabbitMQ (the password is never logged).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Base name of the exchange and queues (`<base>`, `<base>.retry.*`, `<base>.dead`).
+    #[arg(long = "queue", env = "DECAY_QUEUE", default_value = "decay.jobs")]
+    pub queue: String,
+    /// Deliveries of one message before the broker dead-letters it (`delivery_limit`).
+    /// Fixed when the queue is first declared; changing it later needs a new queue.
+    #[arg(long, env = "DECAY_DELIVERY_LIMIT", default_value_t = 10)]
+    pub delivery_limit: u32,
+    /// AMQP heartbeat in seconds; a dead connection is noticed within about twice this.
+    #[arg(long, env = "DECAY_AMQP_HEARTBEAT", default_value_t = 10)]
+    pub amqp_heartbeat: u16,
+    /// Timeout of each broker operation (connect, declare, publish confirm, close).
+    #[arg(long, env = "DECAY_BROKER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub broker_timeout: Duration,
+}
+
+impl BrokerArgs {
+    pub fn broker_config(&self) -> Result<crate::broker::BrokerConfig, String> {
+        let base = self.queue.trim();
+        if base.is_empty() || base.len() > 200 {
+            return Err("--queue must be 1 to 200 characters".into());
+        }
+        if self.delivery_limit == 0 {
+            return Err("--delivery-limit must be at least 1".into());
+        }
+        Ok(crate::broker::BrokerConfig {
+            url: self.amqp_url.clone(),
+            base: base.to_string(),
+            delivery_limit: self.delivery_limit,
+            heartbeat_secs: self.amqp_heartbeat,
+            op_timeout: self.broker_timeout,
+        })
+    }
+}
+
+/// Worker (consumer) settings.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Unacked deliveries the broker may push to this worker.
+    #[arg(long, env = "DECAY_PREFETCH", default_value_t = 32)]
+    pub prefetch: u16,
+    /// Jobs run concurrently by this worker.
+    #[arg(long, env = "DECAY_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// After SIGTERM/SIGINT, how long in-flight jobs may take to finish.
+    #[arg(long, env = "DECAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Retries of an unknown job id before it is dead-lettered as `job_not_found`.
+    #[arg(long, env = "DECAY_NOT_FOUND_RETRIES", default_value_t = 5)]
+    pub not_found_retries: u32,
+    /// Directory of operator attestations for LLM jobs, looked up as `<dir>/<job_id>.json`.
+    #[arg(long, env = "DECAY_ATTESTATION_DIR")]
+    pub attestation_dir: Option<std::path::PathBuf>,
+    /// Run the reconciler this often inside the worker; `0` disables it.
+    #[arg(long, env = "DECAY_RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
+    /// A pending job whose last publish is older than this is republished by the reconciler.
+    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub reconcile_stale_after: Duration,
+}
+
+impl WorkerArgs {
+    pub fn worker_config(&self) -> Result<crate::worker::WorkerConfig, String> {
+        if self.prefetch == 0 {
+            return Err("--prefetch must be at least 1".into());
+        }
+        if self.concurrency == 0 || self.concurrency > 4096 {
+            return Err("--concurrency must be between 1 and 4096".into());
+        }
+        Ok(crate::worker::WorkerConfig {
+            prefetch: self.prefetch,
+            concurrency: self.concurrency,
+            shutdown_grace: self.shutdown_grace,
+            retry: crate::worker::outcome::RetryPolicy {
+                not_found_retries: self.not_found_retries,
+                ..Default::default()
+            },
+            attestation_dir: self.attestation_dir.clone(),
+            reconcile_every: (!self.reconcile_every.is_zero()).then_some(self.reconcile_every),
+            reconcile_stale_after: self.reconcile_stale_after,
+        })
+    }
+}

@@ -19,6 +19,7 @@
 //! * [`store`]: the only place with SQL.
 //! * [`config`], [`cli`], [`commands`], [`telemetry`]: the process edge.
 
+pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -26,3 +27,4 @@ pub mod decay;
 pub mod ids;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,354 @@
+//! The consume loop: bounded concurrency, ack after settle, retries through the retry tiers,
+//! dead letters with reasons, reconnects with backoff, graceful drain.
+//!
+//! Deliveries are pulled from the consumer only when a concurrency permit is free, so prefetched
+//! but unstarted deliveries stay unacked in the channel and go back to the broker when it
+//! closes. A delivery is acked only after its job is settled, re-published to a retry tier
+//! (confirmed), or parked in the dead-letter queue (confirmed). It is never held unacked to wait.
+
+pub mod outcome;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::Utc;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::broker::message::parse_body;
+use crate::broker::producer::Producer;
+use crate::broker::{BrokerConfig, JobDelivery, Session, describe};
+use crate::decay::runner::{RunOutcome, Runner};
+use crate::ids::DecayJobId;
+use crate::store::Store;
+use outcome::{Action, REASON_MALFORMED, RetryPolicy, classify};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unacked deliveries the broker may push to this worker (`basic.qos`).
+    pub prefetch: u16,
+    /// Jobs run at the same time.
+    pub concurrency: usize,
+    /// How long in-flight jobs may take to finish after SIGTERM before the worker exits anyway.
+    pub shutdown_grace: Duration,
+    /// Retry limits.
+    pub retry: RetryPolicy,
+    /// Where operator attestations of LLM jobs live (`<dir>/<job_id>.json`).
+    pub attestation_dir: Option<PathBuf>,
+    /// Run the reconciler this often inside the worker (`None`: never).
+    pub reconcile_every: Option<Duration>,
+    /// A pending job is republished when its last publish is older than this.
+    pub reconcile_stale_after: Duration,
+}
+
+/// Shared health state for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// A broker session is open and consuming.
+    pub broker_ready: AtomicBool,
+}
+
+struct Ctx {
+    runner: Runner,
+    cfg: WorkerConfig,
+}
+
+impl Ctx {
+    fn attestation_for(&self, id: &DecayJobId) -> Option<PathBuf> {
+        let path = self
+            .cfg
+            .attestation_dir
+            .as_ref()?
+            .join(format!("{id}.json"));
+        path.exists().then_some(path)
+    }
+}
+
+/// Run the worker until `shutdown` flips to true, then drain and return.
+pub async fn run(
+    runner: Runner,
+    broker: BrokerConfig,
+    cfg: WorkerConfig,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = format!("decay-worker {}", runner.config().worker_id);
+    let ctx = Arc::new(Ctx { runner, cfg });
+    let permits = Arc::new(Semaphore::new(ctx.cfg.concurrency.max(1)));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut reconnects = outcome::backoff().with_jitter().build();
+    let mut first = true;
+
+    if let Some(every) = ctx.cfg.reconcile_every {
+        tokio::spawn(reconcile_loop(
+            ctx.runner.store().clone(),
+            broker.clone(),
+            every,
+            ctx.cfg.reconcile_stale_after,
+            shutdown.clone(),
+        ));
+    }
+
+    'sessions: loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if !first {
+            metrics::counter!("decay_broker_reconnects_total").increment(1);
+            let wait = reconnects.next().unwrap_or(Duration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        first = false;
+        let session = tokio::select! {
+            s = Session::open(&broker, &name) => s,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let session = match session {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "broker connection failed; retrying");
+                continue;
+            }
+        };
+        let tag = format!("{name} {}", uuid::Uuid::new_v4());
+        let mut consumer = match session.consume(ctx.cfg.prefetch, &tag).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "consume failed; reconnecting");
+                continue;
+            }
+        };
+        tracing::info!(
+            queue = session.topology().queue(),
+            prefetch = ctx.cfg.prefetch,
+            concurrency = ctx.cfg.concurrency,
+            "consuming"
+        );
+        health.broker_ready.store(true, Ordering::Relaxed);
+        reconnects = outcome::backoff().with_jitter().build();
+
+        let stopping = loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p,
+                _ = shutdown.wait_for(|s| *s) => break true,
+            };
+            let Ok(permit) = permit else { break true };
+            let next = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.wait_for(|s| *s) => break true,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let ctx = ctx.clone();
+                    let session = session.clone();
+                    tasks.spawn(async move {
+                        handle(&ctx, &session, delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %describe(&e), "consumer failed; reconnecting");
+                    break false;
+                }
+                None => {
+                    tracing::warn!("consumer ended (channel or connection closed); reconnecting");
+                    break false;
+                }
+            }
+        };
+        health.broker_ready.store(false, Ordering::Relaxed);
+
+        if stopping {
+            tracing::info!(
+                in_flight = tasks.len(),
+                "shutting down: draining in-flight jobs"
+            );
+            if let Err(e) = session.cancel(&consumer.tag()).await {
+                tracing::warn!(error = %describe(&e), "basic.cancel failed");
+            }
+            drain(&mut tasks, ctx.cfg.shutdown_grace).await;
+            match Arc::try_unwrap(session) {
+                Ok(s) => s.close().await,
+                Err(_) => tracing::warn!("session still shared at shutdown; dropping it"),
+            }
+            break 'sessions;
+        }
+        // Connection lost: jobs in flight finish against the database; their acks fail on the
+        // dead session and the broker redelivers those messages, which are then no-ops.
+    }
+    drain(&mut tasks, ctx.cfg.shutdown_grace).await;
+    tracing::info!("worker stopped");
+}
+
+async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            remaining = tasks.len(),
+            "shutdown grace elapsed; abandoning in-flight jobs (their leases expire and another worker recovers them)"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn outcome_label(r: &Result<RunOutcome, crate::decay::DecayError>) -> &'static str {
+    match r {
+        Ok(RunOutcome::Completed { .. }) => "completed",
+        Ok(RunOutcome::AlreadyTerminal { .. }) => "noop",
+        Ok(RunOutcome::Failed { .. }) => "failed",
+        Ok(RunOutcome::ClaimLost) => "claim_lost",
+        Ok(RunOutcome::InProgress { .. }) => "in_progress",
+        Ok(RunOutcome::NotDue { .. }) => "deferred",
+        Ok(RunOutcome::NotFound) => "not_found",
+        Err(_) => "error",
+    }
+}
+
+/// Process one delivery end to end.
+async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
+    let span = tracing::info_span!(
+        "delivery",
+        job_id = tracing::field::Empty,
+        delivery_tag = d.delivery_tag(),
+        redelivered = d.redelivered(),
+        delivery_count = d.delivery_count(),
+        attempt = d.attempt(),
+    );
+    async {
+        metrics::counter!("decay_deliveries_total").increment(1);
+        if d.redelivered() {
+            metrics::counter!("decay_redeliveries_total").increment(1);
+        }
+        let action = match parse_body(d.body()) {
+            Err(e) => {
+                tracing::warn!(reason = %e, "malformed message");
+                Action::DeadLetter {
+                    reason: REASON_MALFORMED,
+                    detail: e.to_string(),
+                }
+            }
+            Ok(id) => {
+                tracing::Span::current().record("job_id", tracing::field::display(&id));
+                let started = std::time::Instant::now();
+                metrics::gauge!("decay_jobs_in_flight").increment(1.0);
+                let attestation = ctx.attestation_for(&id);
+                let result = ctx
+                    .runner
+                    .run_specific_job_with_attestation(&id, Utc::now(), attestation.as_deref())
+                    .await;
+                metrics::gauge!("decay_jobs_in_flight").decrement(1.0);
+                let label = outcome_label(&result);
+                metrics::histogram!("decay_job_duration_seconds", "outcome" => label)
+                    .record(started.elapsed().as_secs_f64());
+                if let Err(e) = &result {
+                    metrics::counter!("decay_database_errors_total").increment(1);
+                    tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "run failed");
+                }
+                classify(&result, d.attempt(), Utc::now(), &ctx.cfg.retry)
+            }
+        };
+        apply(session, &d, action).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Carry out an action: the ack always comes last, after any re-publish was confirmed.
+async fn apply(session: &Session, d: &JobDelivery, action: Action) {
+    let settled = match &action {
+        Action::Ack => {
+            metrics::counter!("decay_jobs_total", "outcome" => "acked").increment(1);
+            session.ack(d).await
+        }
+        Action::Retry { after, why } => {
+            metrics::counter!("decay_jobs_total", "outcome" => if *why == "not_due" { "deferred" } else { "retried" }).increment(1);
+            match session.publish_retry(d, *after).await {
+                Ok(tier) => {
+                    tracing::info!(
+                        why,
+                        wait_ms = after.as_millis() as u64,
+                        tier_ms = tier.as_millis() as u64,
+                        "retry scheduled"
+                    );
+                    session.ack(d).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Action::DeadLetter { reason, detail } => {
+            metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
+            match session.publish_dead(d, reason, detail).await {
+                Ok(()) => {
+                    tracing::warn!(reason, detail = %detail, "dead-lettered");
+                    session.ack(d).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = settled {
+        // Nothing acked: the broker redelivers this message (now, or when the channel closes).
+        tracing::warn!(error = %describe(&e), "could not settle the delivery; it will be redelivered");
+        if session.is_open() {
+            let _ = session.requeue(d).await;
+        }
+    }
+}
+
+/// Republish jobs whose message may be lost, once. Returns how many were republished.
+pub async fn reconcile_once(
+    store: &Store,
+    producer: &mut Producer,
+    stale_after: Duration,
+    limit: i64,
+) -> anyhow::Result<usize> {
+    let now = Utc::now();
+    let stale = chrono::Duration::from_std(stale_after)?;
+    let ids = store.list_stranded(now, now - stale, limit).await?;
+    let mut done = Vec::new();
+    for raw in &ids {
+        let Ok(id) = DecayJobId::parse(raw) else {
+            continue;
+        };
+        producer.publish(&id).await?;
+        done.push(raw.clone());
+    }
+    store.mark_published(&done, now).await?;
+    if !done.is_empty() {
+        tracing::info!(republished = done.len(), "reconciled stranded jobs");
+        metrics::counter!("decay_reconciled_total").increment(done.len() as u64);
+    }
+    Ok(done.len())
+}
+
+async fn reconcile_loop(
+    store: Store,
+    broker: BrokerConfig,
+    every: Duration,
+    stale_after: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut producer = Producer::new(broker, "decay-worker reconciler");
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        if let Err(e) = reconcile_once(&store, &mut producer, stale_after, 1000).await {
+            tracing::warn!(error = %crate::telemetry::redact(&format!("{e:#}")), "reconcile failed");
+        }
+    }
+    producer.close().await;
+}
