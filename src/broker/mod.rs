@@ -40,6 +40,9 @@ pub const HEADER_DEAD_AT: &str = "x-decay-dead-lettered-at";
 pub const HEADER_ATTEMPT: &str = "x-decay-attempt";
 /// Header RabbitMQ quorum queues set with the number of earlier failed deliveries.
 pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
+/// Header of a dead letter: deliveries of the message before it was parked. Our own name,
+/// because quorum queues rewrite `x-delivery-count` when the dead-letter queue redelivers.
+pub const HEADER_DEAD_DELIVERIES: &str = "x-decay-deliveries";
 
 /// Broker settings.
 #[derive(Debug, Clone)]
@@ -300,7 +303,7 @@ impl Session {
             long(&chrono::Utc::now().to_rfc3339()),
         );
         headers.insert(
-            HEADER_DELIVERY_COUNT.into(),
+            HEADER_DEAD_DELIVERIES.into(),
             AMQPValue::LongLongInt(delivery.delivery_count() + 1),
         );
         let mut props = BasicProperties::default().with_headers(headers);
@@ -530,6 +533,17 @@ fn broker_death_reason(headers: Option<&FieldTable>) -> Option<String> {
     header_str(headers, "x-first-death-reason")
 }
 
+/// Deliveries of a message the broker dead-lettered itself: its `x-death` count.
+fn broker_death_count(headers: Option<&FieldTable>) -> Option<i64> {
+    let AMQPValue::FieldArray(deaths) = headers?.inner().get("x-death")? else {
+        return None;
+    };
+    deaths.as_slice().iter().find_map(|d| match d {
+        AMQPValue::FieldTable(t) => header_int(Some(t), "count"),
+        _ => None,
+    })
+}
+
 fn dead_letter_of(d: &Delivery) -> DeadLetter {
     let headers = d.properties.headers().as_ref();
     DeadLetter {
@@ -539,7 +553,9 @@ fn dead_letter_of(d: &Delivery) -> DeadLetter {
             .unwrap_or_else(|| "unknown".into()),
         detail: header_str(headers, HEADER_DETAIL),
         dead_lettered_at: header_str(headers, HEADER_DEAD_AT),
-        delivery_count: header_int(headers, HEADER_DELIVERY_COUNT).unwrap_or(0),
+        delivery_count: header_int(headers, HEADER_DEAD_DELIVERIES)
+            .or_else(|| broker_death_count(headers))
+            .unwrap_or(0),
         body: String::from_utf8_lossy(&d.data).chars().take(200).collect(),
     }
 }

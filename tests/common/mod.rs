@@ -13,6 +13,8 @@ use decay_worker::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
 use decay_worker::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
 use serde_json::json;
 
+pub mod harness;
+
 /// The frozen clock tests use (spec §4.7).
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 13, 12, 0, 0).unwrap()

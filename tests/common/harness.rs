@@ -1,0 +1,181 @@
+//! Real worker processes against the real broker and database: each test gets its own database
+//! (from `#[sqlx::test]`) and its own topology base name, deleted when the harness drops.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use decay_worker::broker::{BrokerConfig, Session};
+use decay_worker::ids::DecayJobId;
+use decay_worker::store::Store;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Wait for `cond` to hold, polling, or panic with `what` at the deadline.
+pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub struct Harness {
+    pub store: Store,
+    pub pool: PgPool,
+    pub db_url: String,
+    pub base: String,
+    pub broker: BrokerConfig,
+    pub session: Option<Session>,
+    pub logs: PathBuf,
+}
+
+impl Harness {
+    pub async fn new(pool: PgPool) -> Harness {
+        let db = pool.connect_options().get_database().unwrap().to_string();
+        let root = std::env::var("DATABASE_URL").unwrap();
+        let (prefix, _) = root.rsplit_once('/').unwrap();
+        let db_url = format!("{prefix}/{db}");
+        let base = format!("test.{}", uuid::Uuid::new_v4().simple());
+        let broker = BrokerConfig {
+            url: amqp_url(),
+            base: base.clone(),
+            delivery_limit: 10,
+            heartbeat_secs: 5,
+            op_timeout: Duration::from_secs(10),
+        };
+        let session = Session::open(&broker, "test-harness").await.unwrap();
+        let logs = std::env::temp_dir().join(format!("{base}.logs"));
+        std::fs::create_dir_all(&logs).unwrap();
+        Harness {
+            store: Store::from_pool(pool.clone()),
+            pool,
+            db_url,
+            base,
+            broker,
+            session: Some(session),
+            logs,
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        self.session.as_ref().unwrap()
+    }
+
+    /// Start a worker process. `args` are extra flags after `consume`.
+    pub fn spawn_worker(&self, name: &str, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_decay-worker"))
+            .arg("consume")
+            .args(args)
+            .env("DATABASE_URL", &self.db_url)
+            .env("AMQP_URL", amqp_url())
+            .env("DECAY_QUEUE", &self.base)
+            .env("DECAY_WORKER_ID", name)
+            .env("DECAY_LEASE", "3s")
+            .env("DECAY_HEARTBEAT", "1s")
+            .env("DECAY_RECONCILE_EVERY", "0")
+            .env("DECAY_SHUTDOWN_GRACE", "20s")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub async fn publish(&self, id: &DecayJobId) {
+        self.session().publish_job(id).await.unwrap();
+    }
+
+    pub async fn count_state(&self, state: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM decay_jobs WHERE state = $1")
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn ready_in(&self, queue: &str) -> u32 {
+        self.session().queue_counts(queue).await.unwrap().0
+    }
+
+    /// Every job has exactly one summary memory and its edges; returns the job count.
+    pub async fn assert_exactly_one_summary_per_job(&self) -> i64 {
+        let bad: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM decay_jobs j
+              WHERE j.kind <> 'expired_principle_review' AND j.state = 'completed'
+                AND (SELECT count(*) FROM memories m WHERE m.produced_by_job_id = j.id) <> 1",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        assert_eq!(bad, 0, "jobs without exactly one summary memory");
+        let summaries: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memories WHERE memory_type = 'summary'")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        let completed = self.count_state("completed").await;
+        assert_eq!(
+            summaries, completed,
+            "one summary per completed job, no orphans"
+        );
+        completed
+    }
+
+    /// Stop a worker with SIGTERM and return its exit code.
+    pub async fn terminate(child: &mut Child) -> Option<i32> {
+        let pid = child.id().unwrap() as i32;
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Delete the topology on a runtime of our own: Drop cannot await.
+        if let Some(session) = self.session.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let _ = session.delete_topology().await;
+                    session.close().await;
+                });
+            })
+            .join();
+        }
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}

@@ -1,0 +1,388 @@
+//! The worker end to end: real worker processes, the real RabbitMQ and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::harness::{Harness, wait_until};
+use common::*;
+use decay_worker::decay::{JobKind, SummaryMethod};
+use decay_worker::ids::DecayJobId;
+use lapin::types::FieldTable;
+use sqlx::PgPool;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn jobs(h: &Harness, n: usize) -> Vec<DecayJobId> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(candidate_job(&h.store, Utc::now()).await);
+    }
+    ids
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn two_workers_complete_every_job_exactly_once(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let ids = jobs(&h, 200).await;
+    let mut a = h.spawn_worker("w-a", &[]);
+    let mut b = h.spawn_worker("w-b", &[]);
+    for id in &ids {
+        h.publish(id).await;
+    }
+    wait_until(LONG, "200 jobs completed", || async {
+        h.count_state("completed").await == 200
+    })
+    .await;
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 200);
+    assert_eq!(Harness::terminate(&mut a).await, Some(0));
+    assert_eq!(Harness::terminate(&mut b).await, Some(0));
+    // With both workers gone, anything unacked would be back in the queue.
+    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.ready_in(&format!("{}.dead", h.base)).await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn duplicate_publishes_are_harmless(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let ids = jobs(&h, 100).await;
+    for _ in 0..3 {
+        for id in &ids {
+            h.publish(id).await;
+        }
+    }
+    let mut w = h.spawn_worker("w-dup", &["--concurrency", "8"]);
+    wait_until(LONG, "100 jobs completed", || async {
+        h.count_state("completed").await == 100
+    })
+    .await;
+    wait_until(LONG, "all 300 messages acked", || async {
+        h.ready_in(&h.base).await == 0
+    })
+    .await;
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 100);
+    assert_eq!(h.ready_in(&h.base).await, 0, "nothing left unacked");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn killed_worker_loses_nothing(pool: PgPool) {
+    let h = Harness::new(pool.clone()).await;
+    let ids = jobs(&h, 40).await;
+    // Hold a lock the settle needs (the edges' foreign keys on the source memories), so jobs
+    // are caught in flight: claimed, computed, blocked before their commit.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM memories FOR UPDATE")
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let mut a = h.spawn_worker("w-doomed", &["--concurrency", "4", "--prefetch", "8"]);
+    for id in &ids {
+        h.publish(id).await;
+    }
+    wait_until(LONG, "jobs in flight in the doomed worker", || async {
+        h.count_state("in_progress").await >= 4
+    })
+    .await;
+    a.kill().await.unwrap();
+    a.wait().await.unwrap();
+    // A dead process's connections die with it; PostgreSQL only notices when the blocked
+    // statements wake up, so end them now, as the server would.
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'decay-worker'",
+    )
+    .bind(&db)
+    .execute(&pool)
+    .await
+    .unwrap();
+    blocker.rollback().await.unwrap();
+    let mut b = h.spawn_worker("w-survivor", &["--concurrency", "4"]);
+    wait_until(LONG, "every job completed after the kill", || async {
+        h.count_state("completed").await == 40
+    })
+    .await;
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 40);
+    let recovered: i64 = sqlx::query_scalar("SELECT count(*) FROM decay_jobs WHERE attempts > 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        recovered >= 4,
+        "the killed worker's claims were recovered ({recovered})"
+    );
+    assert_eq!(Harness::terminate(&mut b).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn malformed_messages_are_dead_lettered_once_each(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let good_before = jobs(&h, 5).await;
+    let good_after = jobs(&h, 5).await;
+    let mut w = h.spawn_worker("w-poison", &[]);
+    for id in &good_before {
+        h.publish(id).await;
+    }
+    let mut bad: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        b"{\"job_id\": 42}".to_vec(),
+        b"{\"job\": \"dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV\"}".to_vec(),
+        b"mem_01ARZ3NDEKTSV4RRFFQ69G5FAV".to_vec(),
+        b"{\"job_id\":\"epi_01ARZ3NDEKTSV4RRFFQ69G5FAV\"}".to_vec(),
+        b"dcy_01arz3ndektsv4rrffq69g5fav".to_vec(),
+        b"dcy_8ZZZZZZZZZZZZZZZZZZZZZZZZZ".to_vec(),
+        vec![b'x'; 5 * 1024],
+        vec![0xff, 0xfe, 0xfd],
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"[\"dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV\"]".to_vec(),
+    ];
+    let mut i = 0;
+    while bad.len() < 20 {
+        bad.push(format!("garbage-{i}").into_bytes());
+        i += 1;
+    }
+    for body in &bad {
+        h.session()
+            .publish_raw(body, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    for id in &good_after {
+        h.publish(id).await;
+    }
+    let dead = format!("{}.dead", h.base);
+    wait_until(LONG, "20 dead letters", || async {
+        h.ready_in(&dead).await == 20
+    })
+    .await;
+    wait_until(LONG, "healthy jobs completed", || async {
+        h.count_state("completed").await == 10
+    })
+    .await;
+    let letters = h.session().peek_dead_letters(100).await.unwrap();
+    assert_eq!(letters.len(), 20);
+    for l in &letters {
+        assert_eq!(l.reason, "malformed_message");
+        assert_eq!(l.delivery_count, 1, "dead-lettered on its first delivery");
+        assert!(l.detail.as_deref().is_some_and(|d| !d.is_empty()));
+    }
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.detail.as_deref() == Some("body is 5120 bytes (limit 4096)"))
+    );
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.detail.as_deref() == Some("body is not valid UTF-8"))
+    );
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.ready_in(&dead).await, 20, "peeking removed nothing");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn unknown_job_is_retried_then_dead_lettered(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let mut w = h.spawn_worker("w-unknown", &["--not-found-retries", "2"]);
+    let ghost = DecayJobId::new();
+    h.publish(&ghost).await;
+    let dead = format!("{}.dead", h.base);
+    wait_until(LONG, "ghost dead-lettered", || async {
+        h.ready_in(&dead).await == 1
+    })
+    .await;
+    let letters = h.session().peek_dead_letters(10).await.unwrap();
+    assert_eq!(letters[0].reason, "job_not_found");
+    assert_eq!(
+        letters[0].job_id.as_deref(),
+        Some(ghost.to_string().as_str())
+    );
+    let log = h.log_of("w-unknown");
+    assert_eq!(
+        log.matches("why=\"not_found\"").count(),
+        2,
+        "two retries before giving up"
+    );
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let due = Utc::now() + chrono::Duration::seconds(3);
+    let later = candidate_job(&h.store, due).await;
+    let mut w = h.spawn_worker("w-sched", &[]);
+    h.publish(&later).await;
+    let now_job = jobs(&h, 1).await;
+    h.publish(&now_job[0]).await;
+    wait_until(LONG, "the due job completed", || async {
+        h.store
+            .read_job(&now_job[0].to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == "completed"
+    })
+    .await;
+    if Utc::now() < due {
+        assert_eq!(
+            h.store
+                .read_job(&later.to_string())
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "pending"
+        );
+    }
+    wait_until(LONG, "the scheduled job completed", || async {
+        h.store
+            .read_job(&later.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == "completed"
+    })
+    .await;
+    let row = h.store.read_job(&later.to_string()).await.unwrap().unwrap();
+    assert!(
+        row.updated_at >= due,
+        "ran at {} before its time {}",
+        row.updated_at,
+        due
+    );
+    assert!(h.log_of("w-sched").contains("why=\"not_due\""));
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
+    let h = Harness::new(pool.clone()).await;
+    let ids = jobs(&h, 150).await;
+    let mut w = h.spawn_worker("w-dbkill", &["--concurrency", "4"]);
+    for id in &ids {
+        h.publish(id).await;
+    }
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    let mut kills = 0;
+    while h.count_state("completed").await < 150 && kills < 20 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'decay-worker' AND pid <> pg_backend_pid()",
+        )
+        .bind(&db)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if n > 0 {
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(kills > 0, "no worker connection was ever terminated");
+    wait_until(LONG, "all jobs completed", || async {
+        h.count_state("completed").await == 150
+    })
+    .await;
+    assert_eq!(h.count_state("failed").await, 0);
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 150);
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn broker_closing_the_connection_is_survived(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let first = jobs(&h, 20).await;
+    let mut w = h.spawn_worker("w-closed", &[]);
+    for id in &first {
+        h.publish(id).await;
+    }
+    wait_until(LONG, "first batch done", || async {
+        h.count_state("completed").await == 20
+    })
+    .await;
+    // Close the worker's connection from the broker side.
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--no-table-headers",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let pids: Vec<String> = listing
+        .lines()
+        .filter(|l| l.contains("decay-worker w-closed"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(
+        !pids.is_empty(),
+        "worker connection not found in:\n{listing}"
+    );
+    for pid in &pids {
+        let st = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test closes the connection"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let second = jobs(&h, 20).await;
+    for id in &second {
+        h.publish(id).await;
+    }
+    wait_until(LONG, "second batch done after reconnect", || async {
+        h.count_state("completed").await == 40
+    })
+    .await;
+    assert!(h.log_of("w-closed").contains("reconnecting"));
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 40);
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn sigterm_drains_and_exits_zero(pool: PgPool) {
+    let h = Harness::new(pool.clone()).await;
+    let ids = jobs(&h, 300).await;
+    let mut a = h.spawn_worker("w-term", &["--concurrency", "4", "--prefetch", "16"]);
+    for id in &ids {
+        h.publish(id).await;
+    }
+    wait_until(LONG, "some jobs done", || async {
+        h.count_state("completed").await >= 20
+    })
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(Harness::terminate(&mut a).await, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "exited within the grace period"
+    );
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM decay_jobs WHERE state = 'in_progress' AND claimed_by = 'w-term'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the terminated worker left jobs in progress");
+    let mut b = h.spawn_worker("w-rest", &[]);
+    wait_until(LONG, "the rest completed by another worker", || async {
+        h.count_state("completed").await == 300
+    })
+    .await;
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 300);
+    assert_eq!(Harness::terminate(&mut b).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+}
