@@ -8,7 +8,6 @@ use std::time::Duration;
 use chrono::Utc;
 use common::harness::{Harness, wait_until};
 use common::*;
-use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::DecayJobId;
 use lapin::types::FieldTable;
 use sqlx::PgPool;
