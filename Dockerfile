@@ -73,7 +73,7 @@ EXPOSE 9090
 # container a longer stop timeout than that (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 
-# `decay-worker health` GETs http://127.0.0.1:${DECAY_HTTP_PORT:-9090}/healthz, exits 0 or 1.
+# `decay-worker health` GETs http://127.0.0.1:<port of DECAY_HTTP_ADDR, default 9090>/healthz.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["decay-worker", "health"]
 

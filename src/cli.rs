@@ -36,6 +36,10 @@ pub enum Command {
     Enqueue(EnqueueArgs),
     /// Republish due pending jobs whose message may be lost, and expired in-progress jobs.
     Reconcile(ReconcileArgs),
+    /// Seed sample memories and episodes and schedule N jobs of mixed kinds (published).
+    Demo(DemoArgs),
+    /// Probe the local worker's /healthz (for container health checks): exit 0 when healthy.
+    Health(HealthArgs),
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
@@ -51,6 +55,16 @@ pub struct ConsumeArgs {
     pub runner: RunnerArgs,
     #[command(flatten)]
     pub worker: WorkerArgs,
+    /// Address of the /healthz, /readyz and /metrics listener (port 0 picks a free port).
+    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The worker's listener address; only its port is used (the probe goes to 127.0.0.1).
+    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -290,4 +304,15 @@ pub struct JobsStatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// How many jobs to schedule.
+    #[arg(long, env = "DECAY_DEMO_JOBS", default_value_t = 50)]
+    pub jobs: usize,
 }

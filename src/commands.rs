@@ -10,8 +10,8 @@ use crate::broker::Session;
 use crate::broker::producer::Producer;
 use crate::cli::{
     Cli, Command, ConsumeArgs, DeadLettersCommand, DeadLettersListArgs, DeadLettersRequeueArgs,
-    EnqueueArgs, JobsCancelArgs, JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg,
-    MethodArg, ReconcileArgs, RunArgs, ScheduleArgs,
+    DemoArgs, EnqueueArgs, HealthArgs, JobsCancelArgs, JobsCommand, JobsListArgs, JobsShowArgs,
+    JobsStatsArgs, KindArg, MethodArg, ReconcileArgs, RunArgs, ScheduleArgs,
 };
 use crate::decay::runner::{RunOutcome, Runner};
 use crate::decay::summary::attestation::TrustPolicy;
@@ -80,7 +80,7 @@ impl From<anyhow::Error> for CliError {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Migrate(a) => {
-            let store = Store::connect(&a.db.store_config(2)).await?;
+            let store = connect_store(&a.db, 2).await?;
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(())
@@ -92,6 +92,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Cancel(a)) => jobs_cancel(a).await,
         Command::Jobs(JobsCommand::Stats(a)) => jobs_stats(a).await,
         Command::Consume(a) => consume(a).await,
+        Command::Health(a) => health(a).await,
+        Command::Demo(a) => demo(a).await,
         Command::Enqueue(a) => enqueue(a).await,
         Command::Reconcile(a) => reconcile(a).await,
         Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters_list(a).await,
@@ -200,7 +202,7 @@ async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
     let now = Utc::now();
     let job = job_from_schedule_args(&a, now)?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     store.insert_job(&job).await?;
     if !a.no_publish {
         let mut producer = Producer::new(broker, "decay-worker schedule");
@@ -268,7 +270,7 @@ fn outcome_token(o: &RunOutcome) -> &'static str {
 async fn run_job(a: RunArgs) -> Result<(), CliError> {
     let cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let requested = a.job_id.as_deref().map(parse_job_id).transpose()?;
-    let store = Store::connect(&a.db.store_config(3)).await?;
+    let store = connect_store(&a.db, 3).await?;
     let runner = Runner::new(
         store.clone(),
         cfg,
@@ -385,7 +387,7 @@ fn job_json(row: &JobRow) -> Value {
 }
 
 async fn jobs_list(a: JobsListArgs) -> Result<(), CliError> {
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     let states: Vec<JobStateKind> = if a.state.is_empty() {
         JobStateKind::ALL.to_vec()
     } else {
@@ -428,7 +430,7 @@ async fn jobs_list(a: JobsListArgs) -> Result<(), CliError> {
 
 async fn jobs_show(a: JobsShowArgs) -> Result<(), CliError> {
     let id = parse_job_id(&a.id)?;
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     let Some(row) = store.read_job(&id.to_string()).await? else {
         return Err(CliError::precondition(
             "decay.status.job_not_found",
@@ -467,7 +469,7 @@ async fn jobs_cancel(a: JobsCancelArgs) -> Result<(), CliError> {
         return Err(CliError::usage("--reason must not be blank"));
     }
     let id = parse_job_id(&a.id)?;
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     match store
         .cancel_job(&id.to_string(), &a.reason, Utc::now())
         .await?
@@ -494,7 +496,7 @@ async fn jobs_cancel(a: JobsCancelArgs) -> Result<(), CliError> {
 }
 
 async fn jobs_stats(a: JobsStatsArgs) -> Result<(), CliError> {
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     let now = Utc::now();
     let stats = store.job_stats(now).await?;
     let oldest_age = stats
@@ -556,6 +558,22 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
         .unwrap_or(u32::MAX)
         .saturating_add(2);
     let store = Store::connect_lazy(&a.db.store_config(pool))?;
+    // The HTTP endpoint comes up first, so a worker waiting for its database reports not-ready
+    // instead of being invisible.
+    let health = Arc::new(crate::worker::Health::default());
+    let metrics = crate::http::install_metrics()?;
+    let (listener, bound) = crate::http::bind(a.http_addr)
+        .await
+        .map_err(|e| CliError::internal(format!("cannot listen on {}: {e}", a.http_addr)))?;
+    tracing::info!(addr = %bound, "http listening (/healthz, /readyz, /metrics)");
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        crate::http::HttpState {
+            metrics,
+            health: health.clone(),
+            store: store.clone(),
+        },
+    ));
     // Migrations at start (advisory-locked); wait for the database rather than crash-loop.
     let mut delays = crate::worker::outcome::retry_delays();
     loop {
@@ -581,8 +599,8 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
         tracing::info!("shutdown signal received");
         let _ = tx.send(true);
     });
-    let health = Arc::new(crate::worker::Health::default());
     crate::worker::run(runner, broker, worker_cfg, health, rx).await;
+    http.abort();
     store.close().await;
     Ok(())
 }
@@ -594,7 +612,7 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
         .map(|s| parse_job_id(s))
         .collect::<Result<Vec<_>, _>>()?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     let mut producer = Producer::new(broker, "decay-worker enqueue");
     let mut published = Vec::new();
     for id in &ids {
@@ -622,7 +640,7 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
 
 async fn reconcile(a: ReconcileArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = Store::connect(&a.db.store_config(2)).await?;
+    let store = connect_store(&a.db, 2).await?;
     let mut producer = Producer::new(broker, "decay-worker reconcile");
     let n = crate::worker::reconcile_once(&store, &mut producer, a.stale_after, a.limit).await;
     producer.close().await;
@@ -689,4 +707,42 @@ async fn dead_letters_requeue(a: DeadLettersRequeueArgs) -> Result<(), CliError>
         println!("requeued {} message(s)", moved.len());
     }
     Ok(())
+}
+
+async fn health(a: HealthArgs) -> Result<(), CliError> {
+    if crate::http::probe(a.http_addr.port()).await {
+        Ok(())
+    } else {
+        Err(CliError::internal(format!(
+            "no healthy worker on 127.0.0.1:{}",
+            a.http_addr.port()
+        )))
+    }
+}
+
+async fn demo(a: DemoArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let store = connect_store(&a.db, 2).await?;
+    store.migrate().await?;
+    let ids = crate::demo::run(&store, broker, a.jobs).await?;
+    eprintln!(
+        "done: {} jobs published; watch them with `decay-worker jobs stats`",
+        ids.len()
+    );
+    Ok(())
+}
+
+/// Connect to the database, naming it (password redacted) when it cannot be reached.
+async fn connect_store(
+    db: &crate::config::DatabaseArgs,
+    connections: u32,
+) -> Result<Store, CliError> {
+    Store::connect(&db.store_config(connections))
+        .await
+        .map_err(|e| {
+            CliError::internal(format!(
+                "cannot reach the database at {}: {e}",
+                redact(&db.database_url)
+            ))
+        })
 }

@@ -24,6 +24,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod decay;
+pub mod demo;
+pub mod http;
 pub mod ids;
 pub mod store;
 pub mod telemetry;

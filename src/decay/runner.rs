@@ -284,6 +284,7 @@ impl Runner {
         let id = claimed.row.id.clone();
         let token = claimed.token;
         if claimed.recovered {
+            metrics::counter!("decay_lease_recoveries_total").increment(1);
             stage!(
                 "recover",
                 id,
@@ -303,6 +304,26 @@ impl Runner {
             r = self.dispatch(&job, now, attestation) => r,
             never = self.heartbeat_loop(&id, token, now, started) => match never {},
         };
+        let outcome = self.settle(&id, token, now, dispatched).await;
+        let label = match &outcome {
+            Ok(RunOutcome::Completed { .. }) => "completed",
+            Ok(RunOutcome::Failed { .. }) => "failed",
+            Ok(_) => "claim_lost",
+            Err(_) => "error",
+        };
+        metrics::histogram!("decay_job_duration_seconds", "kind" => job.kind.wire(), "outcome" => label)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// Settle a dispatched job, guarded by its claim token.
+    async fn settle(
+        &self,
+        id: &str,
+        token: uuid::Uuid,
+        now: DateTime<Utc>,
+        dispatched: Result<Effect, DecayError>,
+    ) -> Result<RunOutcome, DecayError> {
         match dispatched {
             Ok(Effect::Memory {
                 draft,
@@ -319,7 +340,7 @@ impl Runner {
                 let att = attestation.as_ref().map(|(k, s)| (k.as_str(), s.as_str()));
                 match self
                     .store
-                    .settle_completed_with_memory(&id, token, now, &insert, att)
+                    .settle_completed_with_memory(id, token, now, &insert, att)
                     .await
                 {
                     Ok(SettleOutcome::Settled) => {
@@ -328,12 +349,12 @@ impl Runner {
                             result_memory_id: Some(memory_id),
                         })
                     }
-                    Ok(SettleOutcome::ClaimLost) => Ok(self.claim_lost(&id)),
+                    Ok(SettleOutcome::ClaimLost) => Ok(self.claim_lost(id)),
                     Err(e) if e.is_transient() => Err(e.into()),
                     // The data itself was refused by the database (a constraint): the job's
                     // own failure, recorded rather than retried forever.
                     Err(e) => {
-                        self.settle_failure(&id, token, now, &DecayError::Store(e))
+                        self.settle_failure(id, token, now, &DecayError::Store(e))
                             .await
                     }
                 }
@@ -342,7 +363,7 @@ impl Runner {
                 stage!("settle", id, "ceremony opened; no memory produced");
                 match self
                     .store
-                    .settle_completed_without_memory(&id, token, now)
+                    .settle_completed_without_memory(id, token, now)
                     .await?
                 {
                     SettleOutcome::Settled => {
@@ -351,11 +372,11 @@ impl Runner {
                             result_memory_id: None,
                         })
                     }
-                    SettleOutcome::ClaimLost => Ok(self.claim_lost(&id)),
+                    SettleOutcome::ClaimLost => Ok(self.claim_lost(id)),
                 }
             }
             Err(e) if e.is_transient() => Err(e),
-            Err(e) => self.settle_failure(&id, token, now, &e).await,
+            Err(e) => self.settle_failure(id, token, now, &e).await,
         }
     }
 

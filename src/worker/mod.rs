@@ -201,16 +201,19 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
     }
 }
 
-fn outcome_label(r: &Result<RunOutcome, crate::decay::DecayError>) -> &'static str {
-    match r {
-        Ok(RunOutcome::Completed { .. }) => "completed",
-        Ok(RunOutcome::AlreadyTerminal { .. }) => "noop",
-        Ok(RunOutcome::Failed { .. }) => "failed",
-        Ok(RunOutcome::ClaimLost) => "claim_lost",
-        Ok(RunOutcome::InProgress { .. }) => "in_progress",
-        Ok(RunOutcome::NotDue { .. }) => "deferred",
-        Ok(RunOutcome::NotFound) => "not_found",
-        Err(_) => "error",
+/// The `outcome` label of `decay_jobs_total`: what happened to the job and its message.
+fn outcome_label(
+    r: &Result<RunOutcome, crate::decay::DecayError>,
+    action: &Action,
+) -> &'static str {
+    match (action, r) {
+        (Action::DeadLetter { .. }, _) => "dead_lettered",
+        (Action::Retry { why: "not_due", .. }, _) => "deferred",
+        (Action::Retry { .. }, _) => "retried",
+        (Action::Ack, Ok(RunOutcome::Completed { .. })) => "completed",
+        (Action::Ack, Ok(RunOutcome::AlreadyTerminal { .. })) => "noop",
+        (Action::Ack, Ok(RunOutcome::Failed { .. })) => "failed",
+        (Action::Ack, _) => "claim_lost",
     }
 }
 
@@ -232,6 +235,7 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
         let action = match parse_body(d.body()) {
             Err(e) => {
                 tracing::warn!(reason = %e, "malformed message");
+                metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
                 Action::DeadLetter {
                     reason: REASON_MALFORMED,
                     detail: e.to_string(),
@@ -239,7 +243,6 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
             }
             Ok(id) => {
                 tracing::Span::current().record("job_id", tracing::field::display(&id));
-                let started = std::time::Instant::now();
                 metrics::gauge!("decay_jobs_in_flight").increment(1.0);
                 let attestation = ctx.attestation_for(&id);
                 let result = ctx
@@ -247,14 +250,14 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
                     .run_specific_job_with_attestation(&id, Utc::now(), attestation.as_deref())
                     .await;
                 metrics::gauge!("decay_jobs_in_flight").decrement(1.0);
-                let label = outcome_label(&result);
-                metrics::histogram!("decay_job_duration_seconds", "outcome" => label)
-                    .record(started.elapsed().as_secs_f64());
                 if let Err(e) = &result {
                     metrics::counter!("decay_database_errors_total").increment(1);
                     tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "run failed");
                 }
-                classify(&result, d.attempt(), Utc::now(), &ctx.cfg.retry)
+                let action = classify(&result, d.attempt(), Utc::now(), &ctx.cfg.retry);
+                metrics::counter!("decay_jobs_total", "outcome" => outcome_label(&result, &action))
+                    .increment(1);
+                action
             }
         };
         apply(session, &d, action).await;
@@ -266,12 +269,9 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
 /// Carry out an action: the ack always comes last, after any re-publish was confirmed.
 async fn apply(session: &Session, d: &JobDelivery, action: Action) {
     let settled = match &action {
-        Action::Ack => {
-            metrics::counter!("decay_jobs_total", "outcome" => "acked").increment(1);
-            session.ack(d).await
-        }
+        Action::Ack => session.ack(d).await,
         Action::Retry { after, why } => {
-            metrics::counter!("decay_jobs_total", "outcome" => if *why == "not_due" { "deferred" } else { "retried" }).increment(1);
+            metrics::counter!("decay_retries_total", "why" => *why).increment(1);
             match session.publish_retry(d, *after).await {
                 Ok(tier) => {
                     tracing::info!(
@@ -286,7 +286,7 @@ async fn apply(session: &Session, d: &JobDelivery, action: Action) {
             }
         }
         Action::DeadLetter { reason, detail } => {
-            metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
+            metrics::counter!("decay_dead_letters_total", "reason" => *reason).increment(1);
             match session.publish_dead(d, reason, detail).await {
                 Ok(()) => {
                     tracing::warn!(reason, detail = %detail, "dead-lettered");

@@ -79,10 +79,16 @@ impl Harness {
 
     /// Start a worker process. `args` are extra flags after `consume`.
     pub fn spawn_worker(&self, name: &str, args: &[&str]) -> Child {
+        self.spawn_worker_env(name, args, &[])
+    }
+
+    /// Start a worker process with extra environment (overriding the defaults).
+    pub fn spawn_worker_env(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Child {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_decay-worker"))
-            .arg("consume")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_decay-worker"));
+        cmd.arg("consume")
             .args(args)
+            .env("DECAY_HTTP_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", &self.db_url)
             .env("AMQP_URL", amqp_url())
             .env("DECAY_QUEUE", &self.base)
@@ -95,9 +101,44 @@ impl Harness {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Run a one-shot CLI command against this test's database and topology.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_decay-worker"))
+            .args(args)
+            .env("DATABASE_URL", &self.db_url)
+            .env("AMQP_URL", amqp_url())
+            .env("DECAY_QUEUE", &self.base)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
             .unwrap()
+    }
+
+    /// The port of a worker's HTTP listener, read from its log once it is up.
+    pub async fn http_port(&self, name: &str) -> u16 {
+        let mut port = None;
+        wait_until(
+            Duration::from_secs(30),
+            "the worker's http listener",
+            || {
+                port = self
+                    .log_of(name)
+                    .split("addr=127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                std::future::ready(port.is_some())
+            },
+        )
+        .await;
+        port.unwrap()
     }
 
     pub fn log_of(&self, name: &str) -> String {
@@ -178,4 +219,23 @@ impl Drop for Harness {
         }
         let _ = std::fs::remove_dir_all(&self.logs);
     }
+}
+
+/// GET a path on 127.0.0.1:port; returns (status, body).
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

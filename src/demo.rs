@@ -1,0 +1,132 @@
+//! `decay-worker demo`: seed sample memories and episodes and schedule jobs of every kind, so a
+//! new user sees the system work end to end.
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::broker::BrokerConfig;
+use crate::broker::producer::Producer;
+use crate::decay::{JobKind, SummaryMethod};
+use crate::ids::{EpisodeId, MemoryId, PrincipleId};
+use crate::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
+
+const CLAIMS: [&str; 8] = [
+    "The user prefers concise answers with code first",
+    "Deploys happen on Tuesdays after the standup",
+    "The staging database is reset every night at 02:00 UTC",
+    "The team uses trunk-based development with short-lived branches",
+    "Incidents are tracked in the ops channel, not by email",
+    "The user works in Europe/Berlin and starts at 08:00",
+    "Release notes are written by whoever merges the last PR",
+    "Flaky tests are quarantined within one day",
+];
+const EPISODES: [&str; 6] = [
+    "Debugged a connection-pool exhaustion during the Tuesday deploy",
+    "Pairing session on the retry-queue design",
+    "Post-incident review of the nightly staging reset",
+    "Planning meeting for the Q3 memory-decay rollout",
+    "Reviewed the on-call handbook with the new teammate",
+    "Migrated the job store from SQLite to PostgreSQL",
+];
+const AUTHORITIES: [&str; 4] = ["user", "agent", "candidate", "derived"];
+
+/// Seed and schedule `jobs` jobs (mixed kinds), publishing each. Returns the job ids.
+pub async fn run(store: &Store, broker: BrokerConfig, jobs: usize) -> anyhow::Result<Vec<String>> {
+    let now = Utc::now();
+    let mut memories = Vec::new();
+    for (i, claim) in CLAIMS.iter().enumerate() {
+        let id = MemoryId::new();
+        store
+            .insert_memory(&NewMemory {
+                id,
+                memory_type: "semantic".into(),
+                status: "active".into(),
+                claim: (*claim).into(),
+                source_episodes_json: json!([]),
+                source_events_json: json!([format!("evt_{}", ulid::Ulid::new())]),
+                domains_json: json!([(["ops", "team", "user"])[i % 3]]),
+                confidence: 0.55 + (i as f64) * 0.05,
+                authority: AUTHORITIES[i % AUTHORITIES.len()].into(),
+                created_at: now,
+            })
+            .await?;
+        memories.push(id);
+    }
+    let mut episodes = Vec::new();
+    for (i, summary) in EPISODES.iter().enumerate() {
+        let id = EpisodeId::new();
+        store
+            .insert_episode(&NewEpisode {
+                id,
+                trace_id: format!("trc_{}", ulid::Ulid::new()),
+                summary: (*summary).into(),
+                source_events_json: json!([format!("evt_{}", ulid::Ulid::new())]),
+                domains_json: json!([(["ops", "engineering"])[i % 2]]),
+                confidence: 0.6 + (i as f64) * 0.05,
+            })
+            .await?;
+        episodes.push(id);
+    }
+    let principle = PrincipleId::new();
+    store
+        .insert_principle(&NewPrinciple {
+            id: principle,
+            statement: "Never store secrets in memories".into(),
+            waiver_expires_at: Some(now),
+        })
+        .await?;
+    eprintln!(
+        "seeded {} memories, {} episodes, 1 principle",
+        memories.len(),
+        episodes.len()
+    );
+
+    let mut producer = Producer::new(broker, "decay-worker demo");
+    let mut ids = Vec::with_capacity(jobs);
+    for n in 0..jobs {
+        let (kind, method, sources) = match n % 5 {
+            4 => (
+                JobKind::ExpiredPrincipleReview,
+                SummaryMethod::None,
+                vec![principle.to_string()],
+            ),
+            k if k % 2 == 1 => {
+                let start = n % episodes.len();
+                let picked = (0..2).map(|j| episodes[(start + j) % episodes.len()].to_string());
+                (
+                    JobKind::EpisodeCompression,
+                    SummaryMethod::DeterministicConcatenate,
+                    picked.collect(),
+                )
+            }
+            _ => {
+                let start = n % memories.len();
+                let picked = (0..3).map(|j| memories[(start + j) % memories.len()].to_string());
+                (
+                    JobKind::CandidateCompression,
+                    SummaryMethod::DeterministicConcatenate,
+                    picked.collect(),
+                )
+            }
+        };
+        let job = NewJob::new(
+            kind,
+            method,
+            sources,
+            Utc::now(),
+            "operator:demo",
+            Utc::now(),
+        );
+        store.insert_job(&job).await?;
+        producer.publish(&job.id).await?;
+        store
+            .mark_published(&[job.id.to_string()], Utc::now())
+            .await?;
+        ids.push(job.id.to_string());
+        if (n + 1) % 10 == 0 || n + 1 == jobs {
+            eprintln!("scheduled {}/{jobs} jobs", n + 1);
+        }
+    }
+    producer.close().await;
+    Ok(ids)
+}
