@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{BrokerArgs, DatabaseArgs, RunnerArgs, WorkerArgs};
+use crate::config::{BrokerArgs, DatabaseArgs, LlmArgs, RunnerArgs, WorkerArgs};
 use crate::decay::{JobKind, JobStateKind};
 use crate::telemetry::LogFormat;
 
@@ -36,6 +36,9 @@ pub enum Command {
     Enqueue(EnqueueArgs),
     /// Republish due pending jobs whose message may be lost, and expired in-progress jobs.
     Reconcile(ReconcileArgs),
+    /// Operator attestation tooling for LLM summaries.
+    #[command(subcommand)]
+    Attest(AttestCommand),
     /// Seed sample memories and episodes and schedule N jobs of mixed kinds (published).
     Demo(DemoArgs),
     /// Probe the local worker's /healthz (for container health checks): exit 0 when healthy.
@@ -55,6 +58,8 @@ pub struct ConsumeArgs {
     pub runner: RunnerArgs,
     #[command(flatten)]
     pub worker: WorkerArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     /// Address of the /healthz, /readyz and /metrics listener (port 0 picks a free port).
     #[arg(long, env = "DECAY_HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
@@ -208,9 +213,15 @@ pub struct ScheduleArgs {
     /// Earliest run time, RFC 3339. Default (or blank): now. Past times are refused.
     #[arg(long)]
     pub scheduled_for: Option<String>,
-    /// Operator attestation envelope; required with `--summary-method llm`.
+    /// Operator attestation envelope; required with `--summary-method llm`. It is verified
+    /// before the job is inserted, and the job takes the envelope's `decay_job_id`.
     #[arg(long)]
     pub operator_attestation: Option<PathBuf>,
+    /// Copy the verified envelope to `<dir>/<job_id>.json`, where workers look for it.
+    #[arg(long, env = "DECAY_ATTESTATION_DIR")]
+    pub attestation_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     /// Operator principal recorded on the job.
     #[arg(long, env = "DECAY_CREATED_BY", default_value = "operator:cli")]
     pub created_by: String,
@@ -240,6 +251,8 @@ pub struct RunArgs {
     /// Operator attestation envelope for an LLM job.
     #[arg(long)]
     pub operator_attestation: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     /// Print a JSON report.
     #[arg(long)]
     pub json: bool,
@@ -315,4 +328,48 @@ pub struct DemoArgs {
     /// How many jobs to schedule.
     #[arg(long, env = "DECAY_DEMO_JOBS", default_value_t = 50)]
     pub jobs: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Generate an operator key file (key id + secret seed, mode 0600) and print its public key.
+    Keygen(AttestKeygenArgs),
+    /// Sign an attestation envelope for one job and print it.
+    Sign(AttestSignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttestKeygenArgs {
+    /// The key id recorded in envelopes and in the trusted-keys list.
+    #[arg(long)]
+    pub key_id: String,
+    /// Where to write the key file (refuses to overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("template").required(true).args(["prompt_template", "prompt_template_blake3"])))]
+pub struct AttestSignArgs {
+    /// Operator key file from `attest keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The job the envelope authorises. Default: a new job id (schedule then uses it).
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// The model to pin, e.g. `gpt-4o-2024-08-06`.
+    #[arg(long)]
+    pub model: String,
+    /// Prompt template file whose BLAKE3 digest to pin.
+    #[arg(long)]
+    pub prompt_template: Option<PathBuf>,
+    /// The digest to pin directly (`blake3:` + 64 hex).
+    #[arg(long)]
+    pub prompt_template_blake3: Option<String>,
+    /// Signing time, RFC 3339. Default: now.
+    #[arg(long)]
+    pub signed_at: Option<String>,
+    /// Write the envelope here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -9,13 +9,16 @@ use serde_json::{Value, json};
 use crate::broker::Session;
 use crate::broker::producer::Producer;
 use crate::cli::{
-    Cli, Command, ConsumeArgs, DeadLettersCommand, DeadLettersListArgs, DeadLettersRequeueArgs,
-    DemoArgs, EnqueueArgs, HealthArgs, JobsCancelArgs, JobsCommand, JobsListArgs, JobsShowArgs,
-    JobsStatsArgs, KindArg, MethodArg, ReconcileArgs, RunArgs, ScheduleArgs,
+    AttestCommand, AttestKeygenArgs, AttestSignArgs, Cli, Command, ConsumeArgs, DeadLettersCommand,
+    DeadLettersListArgs, DeadLettersRequeueArgs, DemoArgs, EnqueueArgs, HealthArgs, JobsCancelArgs,
+    JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg, MethodArg, ReconcileArgs,
+    RunArgs, ScheduleArgs,
 };
 use crate::decay::runner::{RunOutcome, Runner};
-use crate::decay::summary::attestation::TrustPolicy;
-use crate::decay::summary::backend::NoopBackend;
+use crate::decay::summary::attestation::{
+    OperatorKeyFile, generate_key_file, load_envelope, prompt_template_digest, sign_envelope,
+    verify,
+};
 use crate::decay::{JobKind, JobStateKind, SummaryMethod, error::invariant};
 use crate::ids::DecayJobId;
 use crate::store::{CancelOutcome, JobRow, NewJob, Store, StoreError};
@@ -94,6 +97,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(a) => consume(a).await,
         Command::Health(a) => health(a).await,
         Command::Demo(a) => demo(a).await,
+        Command::Attest(AttestCommand::Keygen(a)) => attest_keygen(a),
+        Command::Attest(AttestCommand::Sign(a)) => attest_sign(a),
         Command::Enqueue(a) => enqueue(a).await,
         Command::Reconcile(a) => reconcile(a).await,
         Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters_list(a).await,
@@ -200,7 +205,26 @@ pub fn job_from_schedule_args(a: &ScheduleArgs, now: DateTime<Utc>) -> Result<Ne
 
 async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
     let now = Utc::now();
-    let job = job_from_schedule_args(&a, now)?;
+    let mut job = job_from_schedule_args(&a, now)?;
+    if let (MethodArg::Llm, Some(path)) = (a.summary_method, a.operator_attestation.as_deref()) {
+        // The envelope names its job: verify it fully now, so a bad one is refused before any
+        // row exists, and give the job that id.
+        let reject = |d: String| CliError::precondition(invariant::LLM_ATTESTATION_REJECTED, d);
+        let env = load_envelope(path).map_err(|e| reject(e.to_string()))?;
+        job.id = DecayJobId::parse(&env.decay_job_id)
+            .map_err(|e| reject(format!("decay_job_id: {e}")))?;
+        let trust = a.llm.trust_policy().map_err(CliError::usage)?;
+        verify(&env, &job.id, &trust, now).map_err(|e| reject(e.to_string()))?;
+        if let Some(dir) = &a.attestation_dir {
+            let dest = dir.join(format!("{}.json", job.id));
+            std::fs::copy(path, &dest).map_err(|e| {
+                CliError::internal(format!(
+                    "cannot copy the envelope to {}: {e}",
+                    dest.display()
+                ))
+            })?;
+        }
+    }
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let store = connect_store(&a.db, 2).await?;
     store.insert_job(&job).await?;
@@ -271,12 +295,12 @@ async fn run_job(a: RunArgs) -> Result<(), CliError> {
     let cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let requested = a.job_id.as_deref().map(parse_job_id).transpose()?;
     let store = connect_store(&a.db, 3).await?;
-    let runner = Runner::new(
-        store.clone(),
-        cfg,
-        Arc::new(NoopBackend),
-        TrustPolicy::default(),
-    );
+    let backend = a
+        .llm
+        .backend()
+        .map_err(|e| CliError::precondition("decay.run.summary_backend_fixture_invalid", e))?;
+    let trust = a.llm.trust_policy().map_err(CliError::usage)?;
+    let runner = Runner::new(store.clone(), cfg, backend, trust);
     let now = Utc::now();
     let attestation = a.operator_attestation.as_deref();
 
@@ -554,6 +578,8 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
     let runner_cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let worker_cfg = a.worker.worker_config().map_err(CliError::usage)?;
+    let backend = a.llm.backend().map_err(CliError::usage)?;
+    let trust = a.llm.trust_policy().map_err(CliError::usage)?;
     let pool = u32::try_from(worker_cfg.concurrency)
         .unwrap_or(u32::MAX)
         .saturating_add(2);
@@ -587,12 +613,7 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
             Err(e) => return Err(CliError::internal(e)),
         }
     }
-    let runner = Runner::new(
-        store.clone(),
-        runner_cfg,
-        Arc::new(NoopBackend),
-        TrustPolicy::default(),
-    );
+    let runner = Runner::new(store.clone(), runner_cfg, backend, trust);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -745,4 +766,76 @@ async fn connect_store(
                 redact(&db.database_url)
             ))
         })
+}
+
+fn attest_keygen(a: AttestKeygenArgs) -> Result<(), CliError> {
+    let key = generate_key_file(&a.key_id).map_err(CliError::usage)?;
+    let text = serde_json::to_string_pretty(&key).map_err(CliError::internal)?;
+    write_private(&a.out, &text)?;
+    let public = key.verifying_key_hex().map_err(CliError::internal)?;
+    print_json(&json!({
+        "key_id": key.key_id,
+        "verifying_key_hex": public,
+        "key_file": a.out.display().to_string(),
+    }));
+    Ok(())
+}
+
+/// Write a secret file: created new (never overwriting), readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))
+}
+
+fn attest_sign(a: AttestSignArgs) -> Result<(), CliError> {
+    let key = OperatorKeyFile::load(&a.key).map_err(CliError::usage)?;
+    let seed = key.seed().map_err(CliError::usage)?;
+    let job_id = match a.job_id.as_deref() {
+        Some(s) => parse_job_id(s)?,
+        None => DecayJobId::new(),
+    };
+    let digest = match (&a.prompt_template, &a.prompt_template_blake3) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+            prompt_template_digest(&bytes)
+        }
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err(CliError::usage(
+                "pass --prompt-template or --prompt-template-blake3",
+            ));
+        }
+    };
+    let signed_at = match a.signed_at.as_deref() {
+        Some(s) => {
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|e| CliError::usage(format!("--signed-at `{s}` is not RFC 3339: {e}")))?;
+            s.to_string()
+        }
+        None => Utc::now().to_rfc3339(),
+    };
+    if a.model.trim().is_empty() {
+        return Err(CliError::usage("--model must not be blank"));
+    }
+    let env = sign_envelope(&seed, &key.key_id, &signed_at, &job_id, &a.model, &digest);
+    let text = serde_json::to_string_pretty(&env).map_err(CliError::internal)?;
+    match &a.out {
+        Some(path) => std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| CliError::usage(format!("cannot write {}: {e}", path.display())))?,
+        None => println!("{text}"),
+    }
+    Ok(())
 }

@@ -231,3 +231,67 @@ impl WorkerArgs {
         })
     }
 }
+
+/// Which summary backend runs `llm_summary` jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Refuses every request (`summary_backend_not_configured`): LLM jobs fail closed.
+    Noop,
+    /// Answers from a fixture file (offline runs, CI).
+    Replay,
+}
+
+/// LLM summary settings: backend and attestation trust.
+#[derive(Debug, Clone, Args)]
+pub struct LlmArgs {
+    /// Summary backend for `llm_summary` jobs.
+    #[arg(long, env = "DECAY_SUMMARY_BACKEND", value_enum, default_value_t = BackendKind::Noop)]
+    pub summary_backend: BackendKind,
+    /// Replay fixture file (`--summary-backend replay`).
+    #[arg(long, env = "DECAY_SUMMARY_FIXTURE")]
+    pub summary_fixture: Option<std::path::PathBuf>,
+    /// Trusted operator keys (`{"keys":[{"key_id":..,"verifying_key_hex":..}]}`). When set, an
+    /// envelope signed by any other key is rejected.
+    #[arg(long, env = "DECAY_TRUSTED_OPERATOR_KEYS")]
+    pub trusted_operator_keys: Option<std::path::PathBuf>,
+    /// Refuse attestations whose `signed_at` is older than this (default: no limit).
+    #[arg(long, env = "DECAY_ATTESTATION_MAX_AGE", value_parser = parse_duration)]
+    pub attestation_max_age: Option<Duration>,
+    /// How far in the future `signed_at` may be (clock skew allowance).
+    #[arg(long, env = "DECAY_ATTESTATION_MAX_SKEW", default_value = "5m", value_parser = parse_duration)]
+    pub attestation_max_skew: Duration,
+}
+
+impl LlmArgs {
+    /// The backend, loaded and checked at start.
+    pub fn backend(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::decay::summary::backend::SummaryBackend>, String> {
+        use crate::decay::summary::backend::{NoopBackend, ReplayBackend};
+        Ok(match self.summary_backend {
+            BackendKind::Noop => std::sync::Arc::new(NoopBackend),
+            BackendKind::Replay => {
+                let path = self
+                    .summary_fixture
+                    .as_deref()
+                    .ok_or("--summary-backend replay needs --summary-fixture PATH")?;
+                std::sync::Arc::new(ReplayBackend::load(path).map_err(|e| e.to_string())?)
+            }
+        })
+    }
+
+    /// The attestation trust policy, loaded and checked at start.
+    pub fn trust_policy(&self) -> Result<crate::decay::summary::attestation::TrustPolicy, String> {
+        use crate::decay::summary::attestation::{TrustPolicy, TrustedKeys};
+        let to_chrono = |d: Duration| chrono::Duration::from_std(d).map_err(|e| e.to_string());
+        Ok(TrustPolicy {
+            trusted_keys: self
+                .trusted_operator_keys
+                .as_deref()
+                .map(TrustedKeys::load)
+                .transpose()?,
+            max_age: self.attestation_max_age.map(to_chrono).transpose()?,
+            max_future_skew: to_chrono(self.attestation_max_skew)?,
+        })
+    }
+}

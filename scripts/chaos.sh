@@ -1,0 +1,575 @@
+#!/usr/bin/env bash
+# Fault-injection suite of decay-worker (issue 7): real worker processes against a private
+# RabbitMQ node and a private PostgreSQL cluster that this script starts, breaks and always
+# tears down. The machine's own services (5672 / 5432) are never touched.
+#
+#   bash scripts/chaos.sh            # full: ~3000 jobs per scenario, the issue's outage lengths
+#   bash scripts/chaos.sh --short    # ~8-10 minutes on 2 cores: fewer jobs, shorter outages
+#   bash scripts/chaos.sh --only 1,7 # a subset of the scenarios
+#
+# Scenarios: 1 kill -9 of random workers · 2 broker kill -9 + restart, three times ·
+# 3 broker stop_app / start_app · 4 PostgreSQL fast restart, then stopped and started ·
+# 5 malformed messages, ghost ids and jobs whose sources are missing · 6 every id published three
+# times, interleaved · 7 consumer_timeout low with one job slower than it · 8 SIGTERM to workers
+# under load · 9 broker frozen with SIGSTOP, then SIGCONT.
+#
+# Per scenario: a fresh database and queue base, seeded memories, 3 supervised workers (w3 also
+# runs the reconciler every 5 s), a producer that inserts jobs in batches and republishes
+# whatever was not confirmed, the fault, a drain, a graceful stop, then tests/chaos/check.py
+# judges with the database as the truth. The table goes to stdout; the exit code is non-zero
+# when any count is non-zero. Logs stay in $CHAOS_OUT (default /tmp/chaos-<time>).
+#
+# Needs root (the PostgreSQL and RabbitMQ wrappers drop to their users), rabbitmq-server,
+# PostgreSQL 15 server binaries, psql, python3, and a built target/debug/decay-worker
+# (built with `cargo build --locked` when missing; CHAOS_BIN=path overrides).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CHAOS=$ROOT/tests/chaos
+MODE=full
+ONLY=""
+while (($#)); do
+  case "$1" in
+    --short) MODE=short ;;
+    --full) MODE=full ;;
+    --only) ONLY=$2; shift ;;
+    --only=*) ONLY=${1#--only=} ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# ---- settings ---------------------------------------------------------------------------------
+NODE=chaos@localhost
+RMQ_PORT=5673
+RMQ_DIST_PORT=25673
+PG_PORT=5433
+AMQP="amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f"
+WORKERS=(w1 w2 w3)
+
+if [ "$MODE" = short ]; then
+  N_JOBS=480 BATCH=40 INTERVAL=1.5 SCHED_PER_BATCH=1 DRAIN_TIMEOUT=150
+  S1_KILL_EVERY=3 S1_KILLS=6 S3_DOWN=10 S4_DOWN=10 S7_JOBS=120 S7_HOLD=14 S8_TERMS=2 S9_FROZEN=12
+  S5_MISSING=20
+else
+  N_JOBS=3000 BATCH=100 INTERVAL=2.5 SCHED_PER_BATCH=2 DRAIN_TIMEOUT=400
+  S1_KILL_EVERY=3 S1_KILLS=20 S3_DOWN=15 S4_DOWN=20 S7_JOBS=600 S7_HOLD=20 S8_TERMS=5 S9_FROZEN=20
+  S5_MISSING=60
+fi
+S5_MALFORMED=50
+S5_GHOSTS=5
+PULSE_JOBS=4     # per batch, jobs made slow (their sources row-locked) so faults catch them in flight
+PULSE_SECS=2
+
+SCENARIO_NAMES=("" worker-kill9 broker-kill9 broker-stop-app pg-restart poison triple-publish
+  consumer-timeout sigterm broker-sigstop)
+
+log() { printf '%s chaos: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+now() { date +%s.%N; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "chaos: must run as root (the PostgreSQL and RabbitMQ wrappers switch users)" >&2
+  exit 2
+fi
+for tool in rabbitmq-server rabbitmqctl psql python3; do
+  command -v "$tool" >/dev/null || { echo "chaos: $tool not found" >&2; exit 2; }
+done
+PGBIN=/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/bin
+[ -x "$PGBIN/initdb" ] || { echo "chaos: no PostgreSQL server binaries under $PGBIN" >&2; exit 2; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in $RMQ_PORT $RMQ_DIST_PORT $PG_PORT; do
+  if port_open "$port"; then
+    echo "chaos: port $port is in use (another chaos run?); refusing to start" >&2
+    exit 2
+  fi
+done
+
+BIN_SRC=${CHAOS_BIN:-$ROOT/target/debug/decay-worker}
+if [ ! -x "$BIN_SRC" ]; then
+  log "building decay-worker"
+  (cd "$ROOT" && nice cargo build --locked --bin decay-worker) || exit 2
+fi
+
+OUT=${CHAOS_OUT:-/tmp/chaos-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+# A private copy: other builds may replace target/debug/decay-worker while the suite runs.
+cp "$BIN_SRC" "$OUT/decay-worker"
+W=$OUT/decay-worker
+WORK=$(mktemp -d /tmp/chaos-data.XXXXXX)
+chmod 755 "$WORK"
+RD=$WORK/rabbitmq
+PGD=$WORK/pg
+PGOPTS="-p $PG_PORT -k $PGD -c listen_addresses=127.0.0.1"
+export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGCONNECT_TIMEOUT=3
+export AMQP_URL=$AMQP
+unset DATABASE_URL DECAY_QUEUE
+log "mode $MODE; logs in $OUT; binary $(sha256sum "$W" | cut -c1-12) from $BIN_SRC"
+
+# ---- RabbitMQ node ----------------------------------------------------------------------------
+rmq_env() {
+  export RABBITMQ_NODENAME=$NODE RABBITMQ_DIST_PORT=$RMQ_DIST_PORT \
+    RABBITMQ_MNESIA_BASE=$RD/mnesia RABBITMQ_LOG_BASE=$RD/log \
+    RABBITMQ_CONFIG_FILE=$RD/etc/rabbitmq.conf \
+    RABBITMQ_ENABLED_PLUGINS_FILE=$RD/etc/enabled_plugins RABBITMQ_PID_FILE=$RD/node.pid
+}
+rmq_init() {
+  mkdir -p "$RD/mnesia" "$RD/log" "$RD/etc"
+  printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$RMQ_PORT" \
+    >"$RD/etc/rabbitmq.conf"
+  echo '[].' >"$RD/etc/enabled_plugins"
+  chown -R rabbitmq:rabbitmq "$RD"
+}
+rmq_pid() { cat "$RD/node.pid" 2>/dev/null; }
+rmq_alive() { local p; p=$(rmq_pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+rmqctl() { timeout 120 rabbitmqctl -n "$NODE" "$@"; }
+rmq_start() {
+  rm -f "$RD/node.pid"
+  (rmq_env; rabbitmq-server -detached </dev/null >/dev/null 2>&1) || return 1
+  (rmq_env; rmqctl wait --timeout 90 "$RD/node.pid") >/dev/null || return 1
+}
+rmq_kill9() {
+  local p; p=$(rmq_pid)
+  kill -9 "$p" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+}
+rmq_teardown() {
+  local p; p=$(rmq_pid) || return 0
+  [ -n "$p" ] || return 0
+  kill -CONT "$p" 2>/dev/null
+  if kill -0 "$p" 2>/dev/null; then
+    (rmq_env; timeout 60 rabbitmqctl -n "$NODE" stop "$RD/node.pid") >/dev/null 2>&1
+    kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+  fi
+}
+rmq_set_consumer_timeout() { # consumer_timeout_ms channel_tick_ms (read by channels opened later)
+  rmqctl eval "application:set_env(rabbit, consumer_timeout, $1), application:set_env(rabbit, channel_tick_interval, $2)." >/dev/null
+}
+list_queues() { # file
+  rmqctl list_queues name messages_ready messages_unacknowledged --no-table-headers -q >"$1" 2>&1
+}
+
+# ---- PostgreSQL cluster -----------------------------------------------------------------------
+pgctl() { su postgres -c "$PGBIN/pg_ctl -D $PGD/data $*"; }
+pg_init() {
+  mkdir -p "$PGD"; chown postgres "$PGD"
+  su postgres -c "$PGBIN/initdb -D $PGD/data -A trust -U postgres" >"$WORK/initdb.log" 2>&1
+}
+pg_start() { pgctl "-o '$PGOPTS' -l $PGD/log -w start" >/dev/null; }
+pg_restart_fast() { pgctl "-m fast -w restart -o '$PGOPTS'" >/dev/null; }
+pg_stop_fast() { pgctl "-m fast -w stop" >/dev/null; }
+pg_teardown() { [ -f "$PGD/data/postmaster.pid" ] && pgctl "-m immediate -w stop" >/dev/null 2>&1; }
+
+# ---- teardown, always -------------------------------------------------------------------------
+SUP_PIDS=()
+BG_PIDS=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "${SD:-}" ]; then touch "$SD/stop"; fi
+  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  if [ -n "${SD:-}" ]; then
+    for w in "${WORKERS[@]}"; do
+      [ -f "$SD/$w.pid" ] && kill -9 "$(cat "$SD/$w.pid")" 2>/dev/null
+    done
+  fi
+  for p in "${SUP_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  rmq_teardown
+  pg_teardown
+  if [ -d "$RD/log" ]; then cp -r "$RD/log" "$OUT/rabbitmq-log" 2>/dev/null; fi
+  [ -f "$PGD/log" ] && cp "$PGD/log" "$OUT/postgresql.log" 2>/dev/null
+  rm -rf "$WORK"
+  log "torn down; logs in $OUT"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers for one scenario -----------------------------------------------------------------
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+cid() { printf '%s_0%02X%023X' "$1" "$2" "$3"; }   # deterministic ids: prefix, scenario, index
+note() { printf '%s\n' "$*" >>"$SD/notes.$1"; }    # notes.<key>: lines joined into params
+
+worker_env() { # name incarnation
+  local reconcile=0
+  [ "$1" = w3 ] && reconcile=5s
+  env DATABASE_URL="$DBURL" AMQP_URL="$AMQP" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
+    DECAY_LEASE=4s DECAY_HEARTBEAT=1s DECAY_SHUTDOWN_GRACE=20s DECAY_CONCURRENCY=8 \
+    DECAY_PREFETCH=16 DECAY_AMQP_HEARTBEAT=2 DECAY_BROKER_TIMEOUT=5s \
+    DECAY_RECONCILE_EVERY=$reconcile DECAY_RECONCILE_STALE_AFTER=20s \
+    DECAY_HTTP_ADDR=127.0.0.1:0 RUST_LOG="info,cortex_memory::decay::runner=warn" \
+    "$W" consume
+}
+
+# Restart a worker whenever it exits, until $SD/stop exists. Record every exit; for a worker we
+# sent SIGTERM, also how many jobs it left in_progress.
+supervise() { # name
+  local name=$1 gen=0 pid rc id sig inprog
+  while [ ! -e "$SD/stop" ]; do
+    gen=$((gen + 1)); id=$name.$gen
+    worker_env "$name" "$gen" >>"$SD/$name.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$SD/$name.pid"; echo "$id" >"$SD/$name.id"
+    wait "$pid"; rc=$?
+    sig=none; inprog=-
+    [ -e "$SD/sig.$id.KILL" ] && sig=KILL
+    if [ -e "$SD/sig.$id.TERM" ]; then
+      sig=TERM
+      inprog=$(q -c "SELECT count(*) FROM decay_jobs WHERE state = 'in_progress' AND claimed_by = '$id'" 2>/dev/null || echo unknown)
+    fi
+    echo "$id rc=$rc sig=$sig inprog=$inprog t=$(now)" >>"$SD/exits.log"
+    [ -e "$SD/stop" ] && break
+    sleep 0.5
+  done
+}
+signal_worker() { # name SIG
+  local id pid
+  id=$(cat "$SD/$1.id"); pid=$(cat "$SD/$1.pid")
+  touch "$SD/sig.$id.$2"
+  kill -"$2" "$pid" 2>/dev/null && echo "$id"
+}
+
+# Publish ids with `enqueue` until every one is confirmed; `enqueue` prints each confirmed id in
+# order and exits non-zero at the first publish the broker did not confirm.
+enqueue_confirmed() {
+  local todo=("$@") out rc k tries=0
+  while ((${#todo[@]})); do
+    out=$("$W" enqueue "${todo[@]}" 2>>"$SD/producer.err"); rc=$?
+    k=$(printf '%s\n' "$out" | grep -c '^dcy_')
+    todo=("${todo[@]:k}")
+    if ((rc != 0)); then
+      echo x >>"$SD/producer.retries"
+      tries=$((tries + 1))
+      if ((tries > 240)); then log "s$S producer: giving up on ${#todo[@]} id(s)"; return 1; fi
+      sleep 1
+    fi
+  done
+}
+
+# `schedule` one job over memory slot $1 (insert + confirmed publish); on an unconfirmed publish
+# the id is printed anyway and republished with `enqueue`.
+schedule_one() {
+  local m1 m2 out rc id tries=0
+  m1=$(cid mem "$S" $((2 * $1))); m2=$(cid mem "$S" $((2 * $1 + 1)))
+  while ((tries < 120)); do
+    out=$("$W" schedule --kind candidate-compression --memory-ids "$m1,$m2" --json 2>>"$SD/producer.err"); rc=$?
+    id=$(printf '%s\n' "$out" | grep -o 'dcy_[0-9A-HJKMNP-TV-Z]\{26\}' | head -1)
+    if [ -n "$id" ]; then
+      echo "$id" >>"$SD/manifest.txt"
+      if ((rc != 0)); then echo x >>"$SD/producer.retries"; enqueue_confirmed "$id"; fi
+      return 0
+    fi
+    tries=$((tries + 1)); sleep 1
+  done
+  log "s$S producer: schedule kept failing"
+}
+
+# Insert jobs lo..hi (SQL jobs over slots 2i, 2i+1), retrying through database outages.
+insert_jobs() { # lo hi created_by memory_offset
+  local tries=0
+  until q -c "INSERT INTO decay_jobs (id, kind, summary_method, source_ids_json, state, scheduled_for, created_at, created_by, updated_at)
+      SELECT chaos_cid('dcy', $S, i), 'candidate_compression', 'deterministic_concatenate',
+             jsonb_build_array(chaos_cid('mem', $S, $4 + 2 * (i - $1)), chaos_cid('mem', $S, $4 + 2 * (i - $1) + 1)),
+             'pending', now(), now(), '$3', now()
+        FROM generate_series($1, $2) i ON CONFLICT (id) DO NOTHING" >/dev/null 2>>"$SD/producer.err"; do
+    tries=$((tries + 1))
+    ((tries > 120)) && { log "s$S producer: insert kept failing"; return 1; }
+    sleep 1
+  done
+}
+
+# Hold row locks on some jobs' source memories for a while: their settle (which needs a key-share
+# lock for the edges' foreign keys) blocks, so they are in flight when a fault hits.
+hold_locks() { # seconds memory-ids...
+  local secs=$1; shift
+  local list; list=$(printf "'%s'," "$@"); list=${list%,}
+  (printf "BEGIN; SELECT count(*) FROM memories WHERE id IN (%s) FOR UPDATE; SELECT pg_sleep(%s); COMMIT;\n" \
+    "$list" "$secs" | q >/dev/null 2>&1) &
+}
+
+publish_poison() { # indexes (comma-separated)
+  local out tries=0 todo=$1
+  while [ -n "$todo" ]; do
+    out=$(python3 "$CHAOS/amqp.py" --url "$AMQP" publish --exchange "$BASE" --routing-key "$BASE" \
+      --bodies "$SD/poison.json" --only "$todo" 2>>"$SD/producer.err") && return 0
+    # drop the confirmed ones and retry the rest
+    local done_list; done_list=" $(echo $out) "
+    todo=$(echo "$todo" | tr ',' '\n' | while read -r i; do [[ "$done_list" == *" $i "* ]] || echo "$i"; done | paste -sd,)
+    echo x >>"$SD/producer.retries"
+    tries=$((tries + 1)); ((tries > 120)) && return 1
+    sleep 1
+  done
+}
+
+producer() {
+  local nb=$((N / BATCH)) b lo hi i id ids=() list=() prev1=() prev2=() mems=() slot=$N
+  local poison_total=0 per_batch=0 missing_per_batch=0 next_poison=0 next_missing=0
+  if [ "$S" = 5 ]; then
+    poison_total=$(python3 -c "import json; print(len(json.load(open('$SD/poison.json'))))")
+    per_batch=$(((poison_total + nb - 1) / nb))
+    missing_per_batch=$(((S5_MISSING + nb - 1) / nb))
+  fi
+  for ((b = 0; b < nb; b++)); do
+    [ -e "$SD/stop" ] && break
+    lo=$((b * BATCH)); hi=$((lo + BATCH - 1))
+    insert_jobs "$lo" "$hi" operator:chaos $((2 * lo)) || break
+    ids=()
+    for ((i = lo; i <= hi; i++)); do printf -v id '%s_0%02X%023X' dcy "$S" "$i"; ids+=("$id"); done
+    printf '%s\n' "${ids[@]}" >>"$SD/manifest.txt"
+    if [ "$PULSE" = 1 ]; then
+      mems=()
+      for ((i = lo; i < lo + PULSE_JOBS; i++)); do printf -v id '%s_0%02X%023X' mem "$S" $((2 * i)); mems+=("$id"); done
+      hold_locks "$PULSE_SECS" "${mems[@]}"; sleep 0.2
+    fi
+    if [ "$S" = 7 ] && ((b == 0)); then
+      # The slow job: its settle waits S7_HOLD s for the lock, longer than consumer_timeout.
+      hold_locks "$S7_HOLD" "$(cid mem "$S" 0)" "$(cid mem "$S" 1)"; sleep 0.3
+      note FAULTS "job $(cid dcy "$S" 0) held ${S7_HOLD}s by a row lock (consumer_timeout 5s)"
+    fi
+    if [ "$S" = 6 ]; then
+      # Every id three times: this batch, then the previous two batches again, shuffled.
+      list=("${ids[@]}" $(printf '%s\n' "${prev1[@]}" | shuf) $(printf '%s\n' "${prev2[@]}" | shuf))
+      prev2=("${prev1[@]}"); prev1=("${ids[@]}")
+      enqueue_confirmed "${list[@]}"
+    else
+      enqueue_confirmed "${ids[@]}"
+    fi
+    if [ "$S" = 5 ]; then
+      if ((next_missing < S5_MISSING)); then
+        local mlo=$((0x100000 + next_missing)) mhi=$((0x100000 + next_missing + missing_per_batch - 1))
+        ((mhi >= 0x100000 + S5_MISSING)) && mhi=$((0x100000 + S5_MISSING - 1))
+        insert_jobs "$mlo" "$mhi" operator:chaos-missing $((0x800000 + 2 * next_missing))
+        local mids=()
+        for ((i = mlo; i <= mhi; i++)); do printf -v id '%s_0%02X%023X' dcy "$S" "$i"; mids+=("$id"); done
+        printf '%s\n' "${mids[@]}" >>"$SD/manifest.txt"
+        enqueue_confirmed "${mids[@]}"
+        next_missing=$((mhi - 0x100000 + 1))
+      fi
+      if ((next_poison < poison_total)); then
+        local end=$((next_poison + per_batch)); ((end > poison_total)) && end=$poison_total
+        publish_poison "$(seq -s, "$next_poison" $((end - 1)))"
+        next_poison=$end
+      fi
+    fi
+    for ((i = 0; i < SCHED_PER_BATCH; i++)); do
+      schedule_one "$slot"; slot=$((slot + 1))
+      # scenario 6: the scheduled job's id twice more
+      [ "$S" = 6 ] && id=$(tail -1 "$SD/manifest.txt") && enqueue_confirmed "$id" "$id"
+    done
+    sleep "$INTERVAL"
+  done
+  if [ "$S" = 6 ]; then
+    enqueue_confirmed $(printf '%s\n' "${prev1[@]}" | shuf) $(printf '%s\n' "${prev2[@]}" | shuf)
+    enqueue_confirmed $(printf '%s\n' "${prev1[@]}" | shuf)
+  fi
+  now >"$SD/producer.done"
+}
+
+drained_once() {
+  local nt counts
+  nt=$(q -c "SELECT count(*) FROM decay_jobs WHERE state IN ('pending', 'in_progress')" 2>/dev/null) || return 1
+  [ "$nt" = 0 ] || return 1
+  counts=$(python3 "$CHAOS/amqp.py" --url "$AMQP" --timeout 3 counts "$BASE" "$BASE.retry.1s" \
+    "$BASE.retry.10s" "$BASE.retry.1m" "$BASE.retry.10m" "$BASE.retry.1h" "$BASE.dead" 2>/dev/null) || return 1
+  echo "$counts" | awk -v base="$BASE" -v dead="$EXPECT_DEAD" '
+    $1 == base ".dead" { if ($2 < dead) bad = 1; next }
+    { if ($2 != 0) bad = 1 }
+    END { exit bad }'
+}
+
+wait_drain() {
+  local deadline=$((SECONDS + DRAIN_TIMEOUT)) streak=0 first=""
+  while ((SECONDS < deadline)); do
+    if drained_once; then
+      [ -z "$first" ] && first=$(now)
+      streak=$((streak + 1)); ((streak >= 2)) && { echo "$first"; return 0; }
+    else
+      streak=0; first=""
+    fi
+    sleep 1
+  done
+  return 1
+}
+
+stop_workers() {
+  local w deadline
+  touch "$SD/stop"
+  for w in "${WORKERS[@]}"; do signal_worker "$w" TERM >/dev/null; done
+  deadline=$((SECONDS + 45))
+  for p in "${SUP_PIDS[@]}"; do
+    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$p" 2>/dev/null; then
+      log "s$S: a worker did not stop within 45 s of SIGTERM; killing it"
+      for w in "${WORKERS[@]}"; do kill -9 "$(cat "$SD/$w.pid")" 2>/dev/null; done
+      echo "hung rc=timeout sig=TERM inprog=unknown" >>"$SD/exits.log"
+      wait "$p" 2>/dev/null
+    fi
+  done
+  SUP_PIDS=()
+}
+
+# ---- the faults -------------------------------------------------------------------------------
+inject() {
+  case $S in
+    1)
+      local k w id
+      for ((k = 0; k < S1_KILLS; k++)); do
+        sleep "$S1_KILL_EVERY"
+        w=${WORKERS[RANDOM % ${#WORKERS[@]}]}
+        id=$(signal_worker "$w" KILL) && note FAULTS "kill -9 $id"
+      done
+      ;;
+    2)
+      local k
+      for k in 1 2 3; do
+        sleep 4
+        rmq_kill9; note FAULTS "broker kill -9 #$k"
+        sleep 2
+        rmq_start || { log "s2: broker did not come back"; note FAULTS "broker restart #$k FAILED"; }
+        sleep 6
+      done
+      ;;
+    3)
+      sleep 5
+      rmqctl stop_app >/dev/null; note FAULTS "stop_app for ${S3_DOWN}s"
+      sleep "$S3_DOWN"
+      rmqctl start_app >/dev/null || note FAULTS "start_app FAILED"
+      ;;
+    4)
+      sleep 5
+      pg_restart_fast; note FAULTS "pg fast restart"
+      sleep 8
+      pg_stop_fast; note FAULTS "pg stopped ${S4_DOWN}s"
+      sleep "$S4_DOWN"
+      pg_start || note FAULTS "pg start FAILED"
+      ;;
+    7)
+      sleep $((S7_HOLD + 2))
+      ;;
+    8)
+      local k w id
+      for ((k = 0; k < S8_TERMS; k++)); do
+        sleep 6
+        w=${WORKERS[RANDOM % ${#WORKERS[@]}]}
+        id=$(signal_worker "$w" TERM) && note FAULTS "SIGTERM $id"
+      done
+      ;;
+    9)
+      sleep 5
+      kill -STOP "$(rmq_pid)"; note FAULTS "broker SIGSTOP ${S9_FROZEN}s"
+      sleep "$S9_FROZEN"
+      kill -CONT "$(rmq_pid)"
+      ;;
+    *) : ;;
+  esac
+}
+
+run_scenario() {
+  S=$1
+  SD=$OUT/s$S
+  rm -rf "$SD"; mkdir -p "$SD"
+  DB=chaos_s$S
+  DBURL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
+  BASE="chaos.s$S.$(date +%s)"
+  N=$N_JOBS
+  [ "$S" = 7 ] && N=$S7_JOBS
+  PULSE=0
+  case $S in 1|2|3|4|8|9) PULSE=1 ;; esac
+  local slots=$((N + (N / BATCH) * SCHED_PER_BATCH + 8))
+  EXPECT_DEAD=0
+  : >"$SD/manifest.txt"; : >"$SD/exits.log"
+  if [ "$S" = 5 ]; then
+    python3 "$CHAOS/poison.py" "$S" "$S5_MALFORMED" "$S5_GHOSTS" >"$SD/poison.json"
+    EXPECT_DEAD=$((S5_MALFORMED + S5_GHOSTS))
+  else
+    echo '[]' >"$SD/poison.json"
+  fi
+  log "s$S ${SCENARIO_NAMES[$S]}: $N jobs, base $BASE"
+
+  psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null || return 1
+  DATABASE_URL=$DBURL "$W" migrate 2>>"$SD/setup.log" || return 1
+  q >/dev/null <<SQL || return 1
+CREATE FUNCTION chaos_cid(prefix text, s int, i bigint) RETURNS text LANGUAGE sql IMMUTABLE AS
+\$\$ SELECT prefix || '_0' || lpad(upper(to_hex(s)), 2, '0') || lpad(upper(to_hex(i)), 23, '0') \$\$;
+INSERT INTO memories (id, memory_type, status, claim, source_events_json, domains_json,
+                      confidence, authority, created_at, updated_at)
+SELECT chaos_cid('mem', $S, i), 'semantic', 'active', 'chaos claim ' || i,
+       '["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"]', '["ops"]', 0.5 + (i % 5) / 10.0,
+       (ARRAY['user', 'agent', 'tool', 'derived'])[1 + i % 4], now(), now()
+  FROM generate_series(0, 2 * $slots - 1) i;
+SQL
+  [ "$S" = 7 ] && rmq_set_consumer_timeout 5000 1000
+  local bl_before
+  bl_before=$(grep -c "delivery acknowledgement on channel" "$RD/log/$NODE.log" 2>/dev/null)
+
+  SUP_PIDS=()
+  for w in "${WORKERS[@]}"; do supervise "$w" & SUP_PIDS+=($!); done
+  sleep 1
+  local t0; t0=$(now)
+  producer & local prod=$!; BG_PIDS+=("$prod")
+  inject
+  wait "$prod"
+  local t_heal; t_heal=$(now)
+  log "s$S: faults over, producer done after $(awk "BEGIN { printf \"%.0f\", $t_heal - $t0 }") s; draining"
+  local t_drained drained=0
+  if t_drained=$(wait_drain); then drained=1; else t_drained=""; log "s$S: did not drain within $DRAIN_TIMEOUT s"; fi
+
+  # Idle workers must hold nothing unacked; then stop them and look again.
+  list_queues "$SD/queues_pre.txt"
+  local tries
+  for tries in 1 2 3; do
+    awk -v b="$BASE" '$1 == b && $3 > 0 { bad = 1 } END { exit !bad }' "$SD/queues_pre.txt" || break
+    sleep 2; list_queues "$SD/queues_pre.txt"
+  done
+  rmqctl list_connections name --no-table-headers -q >"$SD/connections_pre.txt" 2>&1
+  stop_workers
+  list_queues "$SD/queues_post.txt"
+  DATABASE_URL=$DBURL "$W" dead-letters list --json --limit 100000 --queue "$BASE" \
+    >"$SD/dead.json" 2>>"$SD/setup.log"
+  [ "$S" = 7 ] && rmq_set_consumer_timeout 1800000 60000
+
+  local bl_after; bl_after=$(grep -c "delivery acknowledgement on channel" "$RD/log/$NODE.log" 2>/dev/null)
+  [ "$S" = 7 ] && note BROKER "$((bl_after - bl_before)) consumer_timeout channel closure(s) in the broker log"
+  local reconnects=0 w
+  for w in "${WORKERS[@]}"; do
+    reconnects=$((reconnects + $(grep -c "reconnecting" "$SD/$w.log" 2>/dev/null)))
+  done
+  note WORKERS "$reconnects worker reconnect warning(s); $(wc -l <"$SD/connections_pre.txt") broker connection(s) open before the stop"
+  local retries=0
+  [ -f "$SD/producer.retries" ] && retries=$(wc -l <"$SD/producer.retries")
+  note PRODUCER "$retries unconfirmed publish/insert attempt(s) retried by the producer"
+  {
+    echo "SCENARIO=$S"; echo "NAME=${SCENARIO_NAMES[$S]}"; echo "DB=$DB"; echo "BASE=$BASE"
+    echo "PGHOST=127.0.0.1"; echo "PGPORT=$PG_PORT"; echo "MODE=$MODE"
+    echo "T_START=$t0"; echo "T_HEAL=$t_heal"; echo "T_DRAINED=$t_drained"; echo "DRAINED=$drained"
+    echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT"
+    local k
+    for k in FAULTS PRODUCER BROKER WORKERS; do
+      [ -f "$SD/notes.$k" ] && echo "NOTE_$k=$(paste -sd';' "$SD/notes.$k" | sed 's/;/; /g')"
+    done
+  } >"$SD/params.env"
+  python3 "$CHAOS/check.py" scenario "$SD" >&2
+  BG_PIDS=()
+  # The next scenario starts from a healthy broker.
+  rmq_alive || rmq_start
+  return 0
+}
+
+# ---- main -------------------------------------------------------------------------------------
+log "starting RabbitMQ node $NODE on $RMQ_PORT and PostgreSQL on $PG_PORT"
+rmq_init
+rmq_start || { log "RabbitMQ did not start (see $RD/log)"; exit 2; }
+pg_init || { log "initdb failed"; cat "$WORK/initdb.log" >&2; exit 2; }
+pg_start || { log "PostgreSQL did not start"; exit 2; }
+
+SCENARIOS=(1 2 3 4 5 6 7 8 9)
+[ -n "$ONLY" ] && IFS=, read -r -a SCENARIOS <<<"$ONLY"
+T_SUITE=$SECONDS
+for s in "${SCENARIOS[@]}"; do
+  run_scenario "$s" || log "s$s: setup failed"
+done
+log "suite took $((SECONDS - T_SUITE)) s"
+echo
+echo "## chaos suite ($MODE), $(date -u +%Y-%m-%dT%H:%MZ), $((SECONDS - T_SUITE)) s"
+echo
+python3 "$CHAOS/check.py" table "$OUT"
