@@ -336,6 +336,8 @@ pub enum AttestCommand {
     Keygen(AttestKeygenArgs),
     /// Sign an attestation envelope for one job and print it.
     Sign(AttestSignArgs),
+    /// Print the OpenAI backend's prompt template and the digest envelopes must pin for it.
+    Template,
 }
 
 #[derive(Debug, Args)]

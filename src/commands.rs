@@ -99,6 +99,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(a) => demo(a).await,
         Command::Attest(AttestCommand::Keygen(a)) => attest_keygen(a),
         Command::Attest(AttestCommand::Sign(a)) => attest_sign(a),
+        Command::Attest(AttestCommand::Template) => {
+            use crate::decay::summary::openai::{
+                OPENAI_PROMPT_TEMPLATE, openai_prompt_template_digest,
+            };
+            print_json(&json!({
+                "backend": "openai",
+                "prompt_template_blake3": openai_prompt_template_digest(),
+                "prompt_template": OPENAI_PROMPT_TEMPLATE,
+            }));
+            Ok(())
+        }
         Command::Enqueue(a) => enqueue(a).await,
         Command::Reconcile(a) => reconcile(a).await,
         Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters_list(a).await,

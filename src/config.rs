@@ -239,6 +239,8 @@ pub enum BackendKind {
     Noop,
     /// Answers from a fixture file (offline runs, CI).
     Replay,
+    /// An OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama, llama.cpp).
+    Openai,
 }
 
 /// LLM summary settings: backend and attestation trust.
@@ -250,6 +252,18 @@ pub struct LlmArgs {
     /// Replay fixture file (`--summary-backend replay`).
     #[arg(long, env = "DECAY_SUMMARY_FIXTURE")]
     pub summary_fixture: Option<std::path::PathBuf>,
+    /// Base URL of the OpenAI-compatible API (`--summary-backend openai`).
+    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = crate::decay::summary::openai::OPENAI_DEFAULT_BASE_URL)]
+    pub openai_base_url: String,
+    /// Models the OpenAI backend may call, comma-separated (an envelope pinning another is refused).
+    #[arg(long, env = "DECAY_OPENAI_MODELS", value_delimiter = ',')]
+    pub openai_models: Vec<String>,
+    /// Timeout of one OpenAI call.
+    #[arg(long, env = "DECAY_OPENAI_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub openai_timeout: Duration,
+    /// `max_tokens` of one OpenAI call.
+    #[arg(long, env = "DECAY_OPENAI_MAX_TOKENS", default_value_t = 1024)]
+    pub openai_max_tokens: u32,
     /// Trusted operator keys (`{"keys":[{"key_id":..,"verifying_key_hex":..}]}`). When set, an
     /// envelope signed by any other key is rejected.
     #[arg(long, env = "DECAY_TRUSTED_OPERATOR_KEYS")]
@@ -276,6 +290,23 @@ impl LlmArgs {
                     .as_deref()
                     .ok_or("--summary-backend replay needs --summary-fixture PATH")?;
                 std::sync::Arc::new(ReplayBackend::load(path).map_err(|e| e.to_string())?)
+            }
+            BackendKind::Openai => {
+                use crate::decay::summary::openai::{OpenAiBackend, OpenAiConfig};
+                // The key comes from the environment only, never from a flag (ps would show it).
+                let api_key = std::env::var("DECAY_OPENAI_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty());
+                let backend = OpenAiBackend::new(OpenAiConfig {
+                    base_url: self.openai_base_url.clone(),
+                    api_key,
+                    model_allowlist: self.openai_models.clone(),
+                    timeout: self.openai_timeout,
+                    max_tokens: self.openai_max_tokens,
+                })
+                .map_err(|e| e.to_string())?;
+                tracing::info!(endpoint = %backend.endpoint(), models = ?backend.model_allowlist(), "openai summary backend");
+                std::sync::Arc::new(backend)
             }
         })
     }

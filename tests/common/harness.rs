@@ -43,6 +43,9 @@ pub struct Harness {
     pub broker: BrokerConfig,
     pub session: Option<Session>,
     pub logs: PathBuf,
+    /// The runtime that owns the harness's broker connection (its IO loop runs here), so Drop
+    /// can close it on another thread without waiting on the test's own runtime.
+    broker_rt: Option<tokio::runtime::Runtime>,
 }
 
 impl Harness {
@@ -59,7 +62,17 @@ impl Harness {
             heartbeat_secs: 5,
             op_timeout: Duration::from_secs(10),
         };
-        let session = Session::open(&broker, "test-harness").await.unwrap();
+        let broker_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = broker.clone();
+        let session = broker_rt
+            .spawn(async move { Session::open(&cfg, "test-harness").await })
+            .await
+            .unwrap()
+            .unwrap();
         let logs = std::env::temp_dir().join(format!("{base}.logs"));
         std::fs::create_dir_all(&logs).unwrap();
         Harness {
@@ -70,6 +83,7 @@ impl Harness {
             broker,
             session: Some(session),
             logs,
+            broker_rt: Some(broker_rt),
         }
     }
 
@@ -203,17 +217,15 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        // Delete the topology on a runtime of our own: Drop cannot await.
-        if let Some(session) = self.session.take() {
+        // Delete the topology on the broker runtime, from a plain thread: Drop cannot await,
+        // and the test's own runtime is blocked right here.
+        if let (Some(session), Some(rt)) = (self.session.take(), self.broker_rt.take()) {
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
                 rt.block_on(async {
                     let _ = session.delete_topology().await;
                     session.close().await;
                 });
+                drop(rt);
             })
             .join();
         }

@@ -11,9 +11,9 @@
 //!   `summary_backend_not_configured` until an operator deliberately picks a backend.
 //! * [`ReplayBackend`], fixture-driven, for CI and offline runs.
 //!
-//! Planned: an OpenAI-compatible chat-completions HTTP backend (OpenAI, vLLM, Ollama,
-//! llama.cpp servers) with a model allowlist and a fixed prompt template whose digest must
-//! equal the request's. It will be added in its own module; like every backend here it must
+//! The OpenAI-compatible chat-completions HTTP backend (OpenAI, vLLM, Ollama, llama.cpp
+//! servers) lives in [`super::openai`], with a model allowlist and a fixed prompt template whose
+//! digest must equal the request's. Like every backend here it must
 //! never substitute a model name in `model_name_echoed` (spec §11 item 12), so the runner's
 //! echo check stays meaningful.
 //!

@@ -16,5 +16,6 @@
 pub mod attestation;
 pub mod backend;
 pub mod llm;
+pub mod openai;
 
 pub use llm::{call_backend, validate_response, verify_attestation_for};
