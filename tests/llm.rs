@@ -674,3 +674,82 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
         "nothing inserted"
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPool) {
+    let h = Harness::new(pool.clone()).await;
+    let dir = tmp("att-kill");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut entries = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (id, _, _) = llm_job(&h.store).await;
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::to_string(&signed(&id)).unwrap(),
+        )
+        .unwrap();
+        entries.push((request(&id, &["alpha", "beta"]), "summary", MODEL));
+        ids.push(id);
+    }
+    let fixture_path = write_fixture(&fixture(entries));
+    let args = [
+        "--attestation-dir",
+        dir.to_str().unwrap(),
+        "--summary-backend",
+        "replay",
+        "--summary-fixture",
+        fixture_path.to_str().unwrap(),
+        "--concurrency",
+        "3",
+    ];
+    // Block the settles (they need a lock on the source memories) so claims are in flight.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM memories FOR UPDATE")
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let mut doomed = h.spawn_worker("w-llm-doomed", &args);
+    for id in &ids {
+        h.publish(id).await;
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "three LLM jobs claimed",
+        || async { h.count_state("in_progress").await == 3 },
+    )
+    .await;
+    doomed.kill().await.unwrap();
+    doomed.wait().await.unwrap();
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'decay-worker'",
+    )
+    .bind(&db)
+    .execute(&pool)
+    .await
+    .unwrap();
+    blocker.rollback().await.unwrap();
+    let mut survivor = h.spawn_worker("w-llm-survivor", &args);
+    wait_until(
+        Duration::from_secs(60),
+        "all LLM jobs completed",
+        || async { h.count_state("completed").await == 6 },
+    )
+    .await;
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 6);
+    let recovered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM decay_jobs WHERE attempts = 2 AND claimed_by = 'w-llm-survivor'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        recovered, 3,
+        "the dead worker's three claims were recovered after their lease"
+    );
+    assert!(h.log_of("w-llm-survivor").contains("stage=\"recover\""));
+    assert_eq!(Harness::terminate(&mut survivor).await, Some(0));
+    assert_eq!(h.ready_in(&h.base).await, 0);
+}

@@ -29,7 +29,9 @@ use super::{
     ConversionError, DecayError, DecayJob, JobKind, JobSources, JobStateKind, SummaryMethod,
 };
 use crate::ids::{DecayJobId, MemoryId};
-use crate::store::{ClaimedJob, MemorySummaryInsert, SettleOutcome, Store, SummaryEdges};
+use crate::store::{
+    ClaimedJob, JobSnapshot, MemorySummaryInsert, SettleOutcome, Store, SummaryEdges,
+};
 
 /// The stable log target of the runner's stage lines (spec §9).
 pub const RUNNER_LOG_TARGET: &str = "cortex_memory::decay::runner";
@@ -179,7 +181,48 @@ impl Runner {
 
     /// Run a specific job by id. Terminal: no-op. Live claim: refused with the lease's expiry.
     /// Expired claim: recovered. Future `scheduled_for`: not run early.
+    ///
+    /// A due deterministic job or review runs on the quick path: one read (the row with its
+    /// sources) and one atomic write that claims and settles together, so nobody ever sees it
+    /// `in_progress` and a crash leaves it `pending`. LLM jobs, which call a slow backend, and
+    /// recoveries of expired claims take the two-phase path: claim with a lease, heartbeat,
+    /// settle guarded by the claim token.
     pub async fn run_specific_job_with_attestation(
+        &self,
+        id: &DecayJobId,
+        now: DateTime<Utc>,
+        attestation: Option<&Path>,
+    ) -> Result<RunOutcome, DecayError> {
+        let Some(snap) = self.store.read_job_for_run(&id.to_string()).await? else {
+            return Ok(RunOutcome::NotFound);
+        };
+        match JobStateKind::from_wire(&snap.row.state) {
+            Some(state) if state.is_terminal() => {
+                stage!("skip_terminal", id, "job is already {}; no-op", state);
+                Ok(RunOutcome::AlreadyTerminal { state })
+            }
+            Some(JobStateKind::Pending) if snap.row.scheduled_for > now => Ok(RunOutcome::NotDue {
+                scheduled_for: snap.row.scheduled_for,
+            }),
+            Some(JobStateKind::Pending)
+                if snap.row.summary_method != SummaryMethod::LlmSummary.wire() =>
+            {
+                self.run_quick(id, snap, now, attestation).await
+            }
+            Some(JobStateKind::InProgress)
+                if snap.row.lease_expires_at.is_some_and(|exp| exp > now) =>
+            {
+                Ok(RunOutcome::InProgress {
+                    lease_expires_at: snap.row.lease_expires_at.unwrap_or(now),
+                })
+            }
+            _ => self.claim_and_run(id, now, attestation).await,
+        }
+    }
+
+    /// The two-phase path: claim (or recover an expired claim), run with heartbeats, settle.
+    /// When the claim is refused, say why from the row.
+    async fn claim_and_run(
         &self,
         id: &DecayJobId,
         now: DateTime<Utc>,
@@ -241,6 +284,91 @@ impl Runner {
                 lease_expires_at: row.lease_expires_at.unwrap_or(now),
             }),
         }
+    }
+
+    /// The quick path: compute from the snapshot, then claim and settle in one statement.
+    async fn run_quick(
+        &self,
+        id: &DecayJobId,
+        snap: JobSnapshot,
+        now: DateTime<Utc>,
+        attestation: Option<&Path>,
+    ) -> Result<RunOutcome, DecayError> {
+        let key = id.to_string();
+        let by = self.cfg.worker_id.as_str();
+        let started = Instant::now();
+        stage!("claim", id, "transitioning pending -> in_progress");
+        let effect = match DecayJob::from_row(&snap.row) {
+            Ok(job) => quick_effect(&job, &snap),
+            Err(e) => Err(malformed(&key, &e)),
+        };
+        let (settled, outcome) = match effect {
+            Ok(Effect::Memory { draft, edges, .. }) => {
+                let memory_id = MemoryId::new();
+                stage!("settle", id, "compression ok; produced {}", memory_id);
+                let insert = MemorySummaryInsert {
+                    memory_id,
+                    draft: &draft,
+                    edges,
+                };
+                match self
+                    .store
+                    .claim_and_settle_with_memory(&key, by, now, &insert)
+                    .await
+                {
+                    Ok(s) => (
+                        s == SettleOutcome::Settled,
+                        RunOutcome::Completed {
+                            result_memory_id: Some(memory_id),
+                        },
+                    ),
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    Err(e) => self.fail_pending(&key, now, &DecayError::Store(e)).await?,
+                }
+            }
+            Ok(Effect::NoMemory) => {
+                stage!("settle", id, "ceremony opened; no memory produced");
+                let done = self.store.settle_pending(&key, now, by, None).await?;
+                (
+                    done,
+                    RunOutcome::Completed {
+                        result_memory_id: None,
+                    },
+                )
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => self.fail_pending(&key, now, &e).await?,
+        };
+        if !settled {
+            // Another runner claimed it between our read and our write: ask the row.
+            return self.claim_and_run(id, now, attestation).await;
+        }
+        let to = if matches!(outcome, RunOutcome::Failed { .. }) {
+            "failed"
+        } else {
+            "completed"
+        };
+        stage!("complete", id, "transitioned to {}", to);
+        metrics::histogram!("decay_job_duration_seconds", "kind" => snap.row.kind.clone(), "outcome" => to)
+            .record(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// Claim and fail a pending job at once with the error's code and full text.
+    async fn fail_pending(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        e: &DecayError,
+    ) -> Result<(bool, RunOutcome), DecayError> {
+        let code = e.failure_code();
+        let reason = e.state_reason();
+        stage!("settle", key, "compression failed: {}", reason);
+        let done = self
+            .store
+            .settle_pending(key, now, &self.cfg.worker_id, Some((&code, &reason)))
+            .await?;
+        Ok((done, RunOutcome::Failed { code, reason }))
     }
 
     /// Run the head of the ready list (spec §4.2). `None` when nothing is ready. Unlike the
@@ -418,23 +546,7 @@ impl Runner {
         now: DateTime<Utc>,
         e: &ConversionError,
     ) -> Result<RunOutcome, DecayError> {
-        let code = invariant::JOB_MALFORMED;
-        let reason = format!("validation failed: decay job {id} row malformed: {e}");
-        stage!("settle", id, "compression failed: {}", reason);
-        match self
-            .store
-            .settle_failed(id, token, now, code, &reason)
-            .await?
-        {
-            SettleOutcome::Settled => {
-                stage!("complete", id, "transitioned to failed");
-                Ok(RunOutcome::Failed {
-                    code: code.to_string(),
-                    reason,
-                })
-            }
-            SettleOutcome::ClaimLost => Ok(self.claim_lost(id)),
-        }
+        self.settle_failure(id, token, now, &malformed(id, e)).await
     }
 
     /// Extend the lease every `heartbeat_every` while the job runs. Never returns; the
@@ -460,70 +572,28 @@ impl Runner {
         }
     }
 
+    /// The two-phase dispatch: LLM jobs call the backend; everything else is computed like
+    /// the quick path, from a fresh snapshot of its sources.
     async fn dispatch(
         &self,
         job: &DecayJob,
         now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<Effect, DecayError> {
-        let id = &job.id;
-        match (&job.sources, job.summary_method) {
-            (JobSources::Memories(ids), SummaryMethod::DeterministicConcatenate) => {
-                stage!(
-                    "dispatch",
-                    id,
-                    "kind=candidate_compression method=deterministic_concatenate"
-                );
-                check_sources(ids.len(), "source_memory_ids", &job.created_by)?;
-                let sources = self.memory_sources(ids).await?;
-                Ok(Effect::Memory {
-                    draft: Box::new(compress::summarize_memories(&sources)),
-                    edges: SummaryEdges::Memories(ids.clone()),
-                    attestation: None,
-                })
-            }
-            (JobSources::Episodes(ids), SummaryMethod::DeterministicConcatenate) => {
-                stage!(
-                    "dispatch",
-                    id,
-                    "kind=episode_compression method=deterministic_concatenate"
-                );
-                check_sources(ids.len(), "source_episode_ids", &job.created_by)?;
-                let sources = self.episode_sources(ids).await?;
-                Ok(Effect::Memory {
-                    draft: Box::new(compress::summarize_episodes(&sources)),
-                    edges: SummaryEdges::Episodes(ids.clone()),
-                    attestation: None,
-                })
-            }
-            (_, SummaryMethod::LlmSummary) => {
-                stage!(
-                    "dispatch",
-                    id,
-                    "kind={} method=llm_summary (operator-fired)",
-                    job.kind.wire()
-                );
-                self.run_llm(job, now, attestation).await
-            }
-            (JobSources::Principle(p), _) => {
-                stage!(
-                    "dispatch",
-                    id,
-                    "kind=expired_principle_review (no in-process work; ceremony opened separately)"
-                );
-                // Ours: a review of a principle that does not exist is an error, not a success.
-                if !self.store.principle_exists(p).await? {
-                    return Err(DecayError::Validation(format!(
-                        "{}: principle {p} not found",
-                        invariant::COMPRESS_SOURCE_MISSING
-                    )));
-                }
-                Ok(Effect::NoMemory)
-            }
-            (sources, method) => Err(DecayError::Validation(format!(
-                "decay job {id} kind `{}` cannot run summary_method `{}` over {sources:?}",
-                job.kind.wire(),
-                method.wire()
+        if job.summary_method == SummaryMethod::LlmSummary {
+            stage!(
+                "dispatch",
+                &job.id,
+                "kind={} method=llm_summary (operator-fired)",
+                job.kind.wire()
+            );
+            return self.run_llm(job, now, attestation).await;
+        }
+        match self.store.read_job_for_run(&job.id.to_string()).await? {
+            Some(snap) => quick_effect(job, &snap),
+            None => Err(DecayError::Validation(format!(
+                "decay job {} not found",
+                job.id
             ))),
         }
     }
@@ -600,6 +670,90 @@ impl Runner {
             edges,
             attestation: Some((verified.operator_key_id, verified.signature_hex)),
         })
+    }
+}
+
+/// The error of a row that cannot become a typed job; its code is `decay.job.malformed`.
+fn malformed(id: &str, e: &ConversionError) -> DecayError {
+    DecayError::Validation(format!(
+        "{}: decay job {id} row malformed: {e}",
+        invariant::JOB_MALFORMED
+    ))
+}
+
+/// The effect of a quick job, computed from its snapshot alone (no I/O).
+fn quick_effect(job: &DecayJob, snap: &JobSnapshot) -> Result<Effect, DecayError> {
+    let id = &job.id;
+    let missing = |what: &str, which: &dyn std::fmt::Display| {
+        DecayError::Validation(format!(
+            "{}: {what} {which} not found",
+            invariant::COMPRESS_SOURCE_MISSING
+        ))
+    };
+    match (&job.sources, job.summary_method) {
+        (JobSources::Memories(ids), SummaryMethod::DeterministicConcatenate) => {
+            stage!(
+                "dispatch",
+                id,
+                "kind=candidate_compression method=deterministic_concatenate"
+            );
+            check_sources(ids.len(), "source_memory_ids", &job.created_by)?;
+            let found = snap.memories.as_ref();
+            let sources = ids
+                .iter()
+                .map(|m| {
+                    found
+                        .and_then(|f| f.get(m))
+                        .cloned()
+                        .ok_or_else(|| missing("memory", m))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Effect::Memory {
+                draft: Box::new(compress::summarize_memories(&sources)),
+                edges: SummaryEdges::Memories(ids.clone()),
+                attestation: None,
+            })
+        }
+        (JobSources::Episodes(ids), SummaryMethod::DeterministicConcatenate) => {
+            stage!(
+                "dispatch",
+                id,
+                "kind=episode_compression method=deterministic_concatenate"
+            );
+            check_sources(ids.len(), "source_episode_ids", &job.created_by)?;
+            let found = snap.episodes.as_ref();
+            let sources = ids
+                .iter()
+                .map(|e| {
+                    found
+                        .and_then(|f| f.get(e))
+                        .cloned()
+                        .ok_or_else(|| missing("episode", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Effect::Memory {
+                draft: Box::new(compress::summarize_episodes(&sources)),
+                edges: SummaryEdges::Episodes(ids.clone()),
+                attestation: None,
+            })
+        }
+        (JobSources::Principle(p), _) => {
+            stage!(
+                "dispatch",
+                id,
+                "kind=expired_principle_review (no in-process work; ceremony opened separately)"
+            );
+            if snap.principle_exists == Some(true) {
+                Ok(Effect::NoMemory)
+            } else {
+                Err(missing("principle", p))
+            }
+        }
+        (sources, method) => Err(DecayError::Validation(format!(
+            "decay job {id} kind `{}` cannot run summary_method `{}` over {sources:?}",
+            job.kind.wire(),
+            method.wire()
+        ))),
     }
 }
 

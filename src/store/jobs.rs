@@ -1,7 +1,7 @@
 //! `decay_jobs`: insert, read, list, the compare-and-set claim with lease and fencing token,
 //! heartbeat, guarded settles and cancel.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,9 +9,9 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::decay::compress::SummaryDraft;
+use crate::decay::compress::{EpisodeSource, MemorySource, SummaryDraft};
 use crate::decay::{JobKind, JobStateKind, SummaryMethod, convert_sources, is_blank};
-use crate::ids::{DecayJobId, MemoryId};
+use crate::ids::{DecayJobId, EpisodeId, MemoryId};
 
 /// Every column of `decay_jobs`, in one place so each query returns the same row shape.
 const JOB_COLUMNS: &str = "id, kind, summary_method, source_ids_json, state, state_reason, \
@@ -148,7 +148,7 @@ pub struct ClaimedJob {
 #[derive(Debug, Clone)]
 pub enum SummaryEdges {
     Memories(Vec<MemoryId>),
-    Episodes(Vec<crate::ids::EpisodeId>),
+    Episodes(Vec<EpisodeId>),
 }
 
 /// The summary memory a completed compression writes, with its edges.
@@ -187,20 +187,41 @@ pub struct JobStats {
     pub expired_leases: i64,
 }
 
-/// The INSERT of the summary memory and its edges, chained after the guarded UPDATE of the
-/// job in one statement: the memory exists only if the guard matched, and all of it commits
-/// or none does (DESIGN §3 rule 2). `{edge_table}`/`{edge_col}` are fixed identifiers.
+/// The guarded `UPDATE` of a claimed job to `completed` (its claim token must still match).
+macro_rules! complete_claimed {
+    () => {
+        "UPDATE decay_jobs
+            SET state = 'completed', result_memory_id = $2, updated_at = $4,
+                lease_expires_at = NULL, attestation_key_id = $12,
+                attestation_signature_hex = $13
+          WHERE id = $1 AND state = 'in_progress' AND claim_token = $3
+      RETURNING id"
+    };
+}
+
+/// Claim and complete a due `pending` job in one step (the fast path of quick jobs): the
+/// compare-and-set on `pending` is the claim, and nobody ever sees it `in_progress`.
+macro_rules! complete_pending {
+    () => {
+        "UPDATE decay_jobs
+            SET state = 'completed', result_memory_id = $2, updated_at = $4,
+                attempts = attempts + 1, claim_token = $3, claimed_by = $15,
+                lease_expires_at = NULL, attestation_key_id = $12,
+                attestation_signature_hex = $13
+          WHERE id = $1 AND state = 'pending' AND scheduled_for <= $4
+      RETURNING id"
+    };
+}
+
+/// The INSERT of the summary memory and its edges, chained after the job's conditional
+/// `UPDATE` in one statement: the memory exists only if the update matched, and all of it
+/// commits or none does (DESIGN §3 rule 2). The table and column names are fixed literals.
 macro_rules! settle_with_memory_sql {
-    ($edge_table:literal, $edge_col:literal) => {
+    ($job_update:expr, $edge_table:literal, $edge_col:literal) => {
         concat!(
-            "WITH job AS (
-                UPDATE decay_jobs
-                   SET state = 'completed', result_memory_id = $2, updated_at = $4,
-                       lease_expires_at = NULL, attestation_key_id = $12,
-                       attestation_signature_hex = $13
-                 WHERE id = $1 AND state = 'in_progress' AND claim_token = $3
-             RETURNING id
-            ), mem AS (
+            "WITH job AS (",
+            $job_update,
+            "), mem AS (
                 INSERT INTO memories (id, memory_type, status, claim, source_episodes_json,
                        source_events_json, domains_json, salience_json, confidence, authority,
                        applies_when_json, does_not_apply_when_json, created_at, updated_at,
@@ -221,6 +242,67 @@ macro_rules! settle_with_memory_sql {
             SELECT count(*) FROM job"
         )
     };
+}
+
+/// How a settle with a summary memory is guarded.
+#[derive(Debug, Clone, Copy)]
+enum SettleGuard<'a> {
+    /// A claim we hold: `in_progress` with this token.
+    Claimed(Uuid),
+    /// Claim and settle at once: `pending` and due; records this runner as the claimant.
+    Pending { token: Uuid, claimed_by: &'a str },
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct SnapshotRow {
+    #[sqlx(flatten)]
+    row: JobRow,
+    memory_sources: Option<Value>,
+    episode_sources: Option<Value>,
+    principle_exists: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct MemoryJson {
+    id: String,
+    claim: String,
+    source_episodes_json: Value,
+    source_events_json: Value,
+    domains_json: Value,
+    confidence: f64,
+    authority: String,
+}
+
+#[derive(serde::Deserialize)]
+struct EpisodeJson {
+    id: String,
+    summary: String,
+    source_events_json: Value,
+    domains_json: Value,
+    confidence: f64,
+}
+
+/// A job row with what a quick run needs, read in one round trip.
+#[derive(Debug, Clone)]
+pub struct JobSnapshot {
+    pub row: JobRow,
+    /// The existing source memories of a pending deterministic candidate compression, keyed
+    /// by id (the runner walks the job's list to keep order and find the missing ones).
+    pub memories: Option<HashMap<MemoryId, MemorySource>>,
+    /// The existing source episodes of a pending deterministic episode compression.
+    pub episodes: Option<HashMap<EpisodeId, EpisodeSource>>,
+    /// Whether the principle of a pending review exists.
+    pub principle_exists: Option<bool>,
+}
+
+fn decode_sources<J: serde::de::DeserializeOwned, K: std::hash::Hash + Eq, T>(
+    v: Option<Value>,
+    f: impl Fn(J) -> Option<(K, T)>,
+) -> Result<Option<HashMap<K, T>>, StoreError> {
+    let Some(v) = v else { return Ok(None) };
+    let items: Vec<J> = serde_json::from_value(v)
+        .map_err(|e| StoreError::Validation(format!("source rows did not decode: {e}")))?;
+    Ok(Some(items.into_iter().filter_map(f).collect()))
 }
 
 impl Store {
@@ -410,18 +492,79 @@ impl Store {
         summary: &MemorySummaryInsert<'_>,
         attestation: Option<(&str, &str)>,
     ) -> Result<SettleOutcome, StoreError> {
-        let (sql, edge_ids): (&'static str, Vec<String>) = match &summary.edges {
-            SummaryEdges::Memories(ids) => (
-                settle_with_memory_sql!("memory_supersessions", "source_memory_id"),
-                ids.iter().map(ToString::to_string).collect(),
+        self.write_summary(id, SettleGuard::Claimed(token), now, summary, attestation)
+            .await
+    }
+
+    /// The quick path: claim a due `pending` job and write its summary memory, edges and
+    /// `completed` in one atomic statement. `ClaimLost` means it was no longer pending.
+    pub async fn claim_and_settle_with_memory(
+        &self,
+        id: &str,
+        claimed_by: &str,
+        now: DateTime<Utc>,
+        summary: &MemorySummaryInsert<'_>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let guard = SettleGuard::Pending {
+            token: Uuid::new_v4(),
+            claimed_by,
+        };
+        self.write_summary(id, guard, now, summary, None).await
+    }
+
+    async fn write_summary(
+        &self,
+        id: &str,
+        guard: SettleGuard<'_>,
+        now: DateTime<Utc>,
+        summary: &MemorySummaryInsert<'_>,
+        attestation: Option<(&str, &str)>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let edge_ids: Vec<String> = match &summary.edges {
+            SummaryEdges::Memories(ids) => ids.iter().map(ToString::to_string).collect(),
+            SummaryEdges::Episodes(ids) => ids.iter().map(ToString::to_string).collect(),
+        };
+        let memories = matches!(summary.edges, SummaryEdges::Memories(_));
+        let (sql, token, claimed_by): (&'static str, Uuid, Option<&str>) = match (guard, memories) {
+            (SettleGuard::Claimed(t), true) => (
+                settle_with_memory_sql!(
+                    complete_claimed!(),
+                    "memory_supersessions",
+                    "source_memory_id"
+                ),
+                t,
+                None,
             ),
-            SummaryEdges::Episodes(ids) => (
-                settle_with_memory_sql!("episode_supersessions", "source_episode_id"),
-                ids.iter().map(ToString::to_string).collect(),
+            (SettleGuard::Claimed(t), false) => (
+                settle_with_memory_sql!(
+                    complete_claimed!(),
+                    "episode_supersessions",
+                    "source_episode_id"
+                ),
+                t,
+                None,
+            ),
+            (SettleGuard::Pending { token, claimed_by }, true) => (
+                settle_with_memory_sql!(
+                    complete_pending!(),
+                    "memory_supersessions",
+                    "source_memory_id"
+                ),
+                token,
+                Some(claimed_by),
+            ),
+            (SettleGuard::Pending { token, claimed_by }, false) => (
+                settle_with_memory_sql!(
+                    complete_pending!(),
+                    "episode_supersessions",
+                    "source_episode_id"
+                ),
+                token,
+                Some(claimed_by),
             ),
         };
         let d = summary.draft;
-        let count: i64 = sqlx::query_scalar(sql)
+        let mut q = sqlx::query_scalar(sql)
             .bind(id)
             .bind(summary.memory_id.to_string())
             .bind(token)
@@ -435,10 +578,114 @@ impl Store {
             .bind(&d.applies_when_json)
             .bind(attestation.map(|a| a.0))
             .bind(attestation.map(|a| a.1))
-            .bind(edge_ids)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(edge_ids);
+        if let Some(by) = claimed_by {
+            q = q.bind(by);
+        }
+        let count: i64 = q.fetch_one(&self.pool).await?;
         Ok(settle_outcome(count as u64))
+    }
+
+    /// Read a job and, when it is a pending or running deterministic job or review,
+    /// everything its run needs (sources, principle), in one round trip.
+    pub async fn read_job_for_run(&self, id: &str) -> Result<Option<JobSnapshot>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS},
+               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'candidate_compression'
+                         AND d.summary_method = 'deterministic_concatenate' THEN
+                 (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'id', m.id, 'claim', m.claim,
+                          'source_episodes_json', m.source_episodes_json,
+                          'source_events_json', m.source_events_json,
+                          'domains_json', m.domains_json, 'confidence', m.confidence,
+                          'authority', m.authority)), '[]'::jsonb)
+                    FROM memories m
+                   WHERE m.id IN (SELECT jsonb_array_elements_text(d.source_ids_json)))
+               END AS memory_sources,
+               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'episode_compression'
+                         AND d.summary_method = 'deterministic_concatenate' THEN
+                 (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'id', e.id, 'summary', e.summary,
+                          'source_events_json', e.source_events_json,
+                          'domains_json', e.domains_json, 'confidence', e.confidence)), '[]'::jsonb)
+                    FROM episodes e
+                   WHERE e.id IN (SELECT jsonb_array_elements_text(d.source_ids_json)))
+               END AS episode_sources,
+               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'expired_principle_review' THEN
+                 EXISTS (SELECT 1 FROM principles p WHERE p.id = d.source_ids_json ->> 0)
+               END AS principle_exists
+             FROM decay_jobs d WHERE d.id = $1"
+        );
+        let Some(raw) = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let memories = decode_sources(raw.memory_sources, |m: MemoryJson| {
+            let id = MemoryId::parse(&m.id).ok()?;
+            Some((
+                id,
+                MemorySource {
+                    id,
+                    claim: m.claim,
+                    source_episodes_json: m.source_episodes_json,
+                    source_events_json: m.source_events_json,
+                    domains_json: m.domains_json,
+                    confidence: m.confidence,
+                    authority: m.authority,
+                },
+            ))
+        })?;
+        let episodes = decode_sources(raw.episode_sources, |e: EpisodeJson| {
+            let id = EpisodeId::parse(&e.id).ok()?;
+            Some((
+                id,
+                EpisodeSource {
+                    id,
+                    summary: e.summary,
+                    source_events_json: e.source_events_json,
+                    domains_json: e.domains_json,
+                    confidence: e.confidence,
+                },
+            ))
+        })?;
+        Ok(Some(JobSnapshot {
+            row: raw.row,
+            memories,
+            episodes,
+            principle_exists: raw.principle_exists,
+        }))
+    }
+
+    /// The quick path without a memory: claim a due `pending` job and settle it at once,
+    /// `completed` (review)
+    /// when `failure` is `None`, else `failed` with (code, reason). `false`: no longer pending.
+    pub async fn settle_pending(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        claimed_by: &str,
+        failure: Option<(&str, &str)>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE decay_jobs
+                SET state = CASE WHEN $4::text IS NULL THEN 'completed' ELSE 'failed' END,
+                    failure_code = $4, state_reason = $5, updated_at = $2,
+                    attempts = attempts + 1, claim_token = $6, claimed_by = $3,
+                    lease_expires_at = NULL
+              WHERE id = $1 AND state = 'pending' AND scheduled_for <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(claimed_by)
+        .bind(failure.map(|f| f.0))
+        .bind(failure.map(|f| f.1))
+        .bind(Uuid::new_v4())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// `in_progress -> failed`, guarded by the claim token. `reason` keeps the full human

@@ -13,8 +13,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use jobs::{
-    CancelOutcome, ClaimedJob, JobRow, JobStats, MemorySummaryInsert, NewJob, SettleOutcome,
-    SummaryEdges,
+    CancelOutcome, ClaimedJob, JobRow, JobSnapshot, JobStats, MemorySummaryInsert, NewJob,
+    SettleOutcome, SummaryEdges,
 };
 pub use memories::{MemoryRow, NewEpisode, NewMemory, NewPrinciple};
 
