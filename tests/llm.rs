@@ -719,17 +719,7 @@ async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPo
         || async { h.count_state("in_progress").await == 3 },
     )
     .await;
-    doomed.kill().await.unwrap();
-    doomed.wait().await.unwrap();
-    let db = pool.connect_options().get_database().unwrap().to_string();
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'decay-worker'",
-    )
-    .bind(&db)
-    .execute(&pool)
-    .await
-    .unwrap();
+    h.kill_hard(&mut doomed).await;
     blocker.rollback().await.unwrap();
     let mut survivor = h.spawn_worker("w-llm-survivor", &args);
     wait_until(

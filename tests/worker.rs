@@ -96,18 +96,7 @@ async fn killed_worker_loses_nothing(pool: PgPool) {
         waiting >= 4
     })
     .await;
-    a.kill().await.unwrap();
-    a.wait().await.unwrap();
-    // A dead process's connections die with it; PostgreSQL only notices when the blocked
-    // statements wake up, so end them now, as the server would.
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'decay-worker'",
-    )
-    .bind(&db)
-    .execute(&pool)
-    .await
-    .unwrap();
+    h.kill_hard(&mut a).await;
     blocker.rollback().await.unwrap();
     let mut b = h.spawn_worker("w-survivor", &["--concurrency", "4"]);
     wait_until(LONG, "every job completed after the kill", || async {

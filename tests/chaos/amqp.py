@@ -157,7 +157,8 @@ def publish(args):
         c.expect(85, 11)
         tag = 0
         for i in todo:
-            raw = bytes.fromhex(bodies[i])
+            entry = bodies[i]
+            raw = bytes.fromhex(entry["hex"] if isinstance(entry, dict) else entry)
             c.send_method(ch, 60, 40, struct.pack(">H", 0) + shortstr(args.exchange)
                           + shortstr(args.routing_key) + b"\x01")  # mandatory
             # content-type (bit 15) + delivery-mode (bit 12) = persistent
@@ -221,7 +222,8 @@ def main():
     pp = sub.add_parser("publish")
     pp.add_argument("--exchange", required=True)
     pp.add_argument("--routing-key", required=True)
-    pp.add_argument("--bodies", required=True, help="JSON list of hex-encoded bodies")
+    pp.add_argument("--bodies", required=True,
+                    help='JSON list of hex-encoded bodies, or of objects with a "hex" field')
     pp.add_argument("--only", help="comma-separated indexes to publish (default all)")
     pc = sub.add_parser("counts")
     pc.add_argument("queues", nargs="+")

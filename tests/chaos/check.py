@@ -22,6 +22,10 @@ Counts (all must be zero):
              every job was terminal and the workers idle)
   unclean    SIGTERMed workers that exited non-zero or left jobs in_progress, and workers that
              exited without being signalled
+
+Times: recover_s runs from the end of the last fault until every job created before it is
+terminal; drain_s from the moment both the faults and the producer are done until every job is
+terminal, the main queue and the retry tiers are empty and every expected dead letter is parked.
 """
 
 import json
@@ -223,6 +227,11 @@ def judge(d):
     r["kills"], r["terms"] = kills, terms
 
     # ---- timing and notes -----------------------------------------------------------------
+    if p.get("T_CAUGHT_UP"):
+        r["recover_s"] = round(max(0.0, float(p["T_CAUGHT_UP"]) - float(p["T_FAULT_HEALED"])), 1)
+    else:
+        r["recover_s"] = None
+        notes.append("jobs created before the last fault ended were not all terminal in time")
     if p.get("DRAINED") == "1":
         r["drain_s"] = round(float(p["T_DRAINED"]) - float(p["T_HEAL"]), 1)
     else:
@@ -233,19 +242,21 @@ def judge(d):
             notes.append(p[k])
     if r["reclaimed"]:
         notes.append(f"{r['reclaimed']} job(s) claimed more than once (max attempts {r['max_attempts']})")
-    r["pass"] = all(r[c] == 0 for c in COUNTS) and r["drain_s"] is not None
+    r["pass"] = (all(r[c] == 0 for c in COUNTS) and r["drain_s"] is not None
+                 and r["recover_s"] is not None)
     return r
 
 
 def row(r):
     drain = "-" if r["drain_s"] is None else f"{r['drain_s']:.1f}"
+    rec = "-" if r.get("recover_s") is None else f"{r['recover_s']:.1f}"
     cells = [f"{r['scenario']} {r['name']}", str(r["jobs"]), str(r["poison"])]
     cells += [str(r[c]) for c in COUNTS]
-    cells += [drain, "PASS" if r["pass"] else "FAIL"]
+    cells += [rec, drain, "PASS" if r["pass"] else "FAIL"]
     return cells
 
 
-HEADER = ["scenario", "jobs", "poison"] + COUNTS + ["drain_s", "result"]
+HEADER = ["scenario", "jobs", "poison"] + COUNTS + ["recover_s", "drain_s", "result"]
 
 
 def table(out):

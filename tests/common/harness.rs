@@ -199,6 +199,27 @@ impl Harness {
         completed
     }
 
+    /// SIGKILL a worker and end its database sessions, as the server would on its own once
+    /// they woke up: a statement blocked on a lock does not notice its client is gone.
+    pub async fn kill_hard(&self, child: &mut Child) {
+        child.kill().await.unwrap();
+        child.wait().await.unwrap();
+        let db = self
+            .pool
+            .connect_options()
+            .get_database()
+            .unwrap()
+            .to_string();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'decay-worker'",
+        )
+        .bind(&db)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
     /// Stop a worker with SIGTERM and return its exit code.
     pub async fn terminate(child: &mut Child) -> Option<i32> {
         let pid = child.id().unwrap() as i32;
