@@ -572,14 +572,20 @@ impl Runner {
         }
     }
 
-    /// The two-phase dispatch: LLM jobs call the backend; everything else is computed like
-    /// the quick path, from a fresh snapshot of its sources.
+    /// The two-phase dispatch, from a fresh snapshot of the job's sources: LLM jobs call the
+    /// backend; everything else is computed exactly as on the quick path.
     async fn dispatch(
         &self,
         job: &DecayJob,
         now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<Effect, DecayError> {
+        let Some(snap) = self.store.read_job_for_run(&job.id.to_string()).await? else {
+            return Err(DecayError::Validation(format!(
+                "decay job {} not found",
+                job.id
+            )));
+        };
         if job.summary_method == SummaryMethod::LlmSummary {
             stage!(
                 "dispatch",
@@ -587,63 +593,28 @@ impl Runner {
                 "kind={} method=llm_summary (operator-fired)",
                 job.kind.wire()
             );
-            return self.run_llm(job, now, attestation).await;
+            return self.run_llm(job, &snap, now, attestation).await;
         }
-        match self.store.read_job_for_run(&job.id.to_string()).await? {
-            Some(snap) => quick_effect(job, &snap),
-            None => Err(DecayError::Validation(format!(
-                "decay job {} not found",
-                job.id
-            ))),
-        }
-    }
-
-    async fn memory_sources(
-        &self,
-        ids: &[MemoryId],
-    ) -> Result<Vec<compress::MemorySource>, DecayError> {
-        self.store
-            .load_memory_sources(ids)
-            .await?
-            .map_err(|missing| {
-                DecayError::Validation(format!(
-                    "{}: memory {missing} not found",
-                    invariant::COMPRESS_SOURCE_MISSING
-                ))
-            })
-    }
-
-    async fn episode_sources(
-        &self,
-        ids: &[crate::ids::EpisodeId],
-    ) -> Result<Vec<compress::EpisodeSource>, DecayError> {
-        self.store
-            .load_episode_sources(ids)
-            .await?
-            .map_err(|missing| {
-                DecayError::Validation(format!(
-                    "{}: episode {missing} not found",
-                    invariant::COMPRESS_SOURCE_MISSING
-                ))
-            })
+        quick_effect(job, &snap)
     }
 
     /// The `llm_summary` path (spec §7.1): attestation first, then sources, backend, checks.
     async fn run_llm(
         &self,
         job: &DecayJob,
+        snap: &JobSnapshot,
         now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<Effect, DecayError> {
         let verified = super::summary::verify_attestation_for(job, attestation, &self.trust, now)?;
         let (claims, edges, memories, episodes) = match &job.sources {
             JobSources::Memories(ids) => {
-                let s = self.memory_sources(ids).await?;
+                let s = in_order(ids, snap.memories.as_ref(), "memory")?;
                 let claims = s.iter().map(|m| m.claim.clone()).collect();
                 (claims, SummaryEdges::Memories(ids.clone()), Some(s), None)
             }
             JobSources::Episodes(ids) => {
-                let s = self.episode_sources(ids).await?;
+                let s = in_order(ids, snap.episodes.as_ref(), "episode")?;
                 let claims = s.iter().map(|e| e.summary.clone()).collect();
                 (claims, SummaryEdges::Episodes(ids.clone()), None, Some(s))
             }
@@ -681,15 +652,36 @@ fn malformed(id: &str, e: &ConversionError) -> DecayError {
     ))
 }
 
+fn source_missing(what: &str, which: &dyn std::fmt::Display) -> DecayError {
+    DecayError::Validation(format!(
+        "{}: {what} {which} not found",
+        invariant::COMPRESS_SOURCE_MISSING
+    ))
+}
+
+/// The job's sources in list order (duplicates repeated), or the first missing one.
+fn in_order<K, T>(
+    ids: &[K],
+    found: Option<&std::collections::HashMap<K, T>>,
+    what: &str,
+) -> Result<Vec<T>, DecayError>
+where
+    K: std::hash::Hash + Eq + std::fmt::Display,
+    T: Clone,
+{
+    ids.iter()
+        .map(|k| {
+            found
+                .and_then(|f| f.get(k))
+                .cloned()
+                .ok_or_else(|| source_missing(what, k))
+        })
+        .collect()
+}
+
 /// The effect of a quick job, computed from its snapshot alone (no I/O).
 fn quick_effect(job: &DecayJob, snap: &JobSnapshot) -> Result<Effect, DecayError> {
     let id = &job.id;
-    let missing = |what: &str, which: &dyn std::fmt::Display| {
-        DecayError::Validation(format!(
-            "{}: {what} {which} not found",
-            invariant::COMPRESS_SOURCE_MISSING
-        ))
-    };
     match (&job.sources, job.summary_method) {
         (JobSources::Memories(ids), SummaryMethod::DeterministicConcatenate) => {
             stage!(
@@ -698,16 +690,7 @@ fn quick_effect(job: &DecayJob, snap: &JobSnapshot) -> Result<Effect, DecayError
                 "kind=candidate_compression method=deterministic_concatenate"
             );
             check_sources(ids.len(), "source_memory_ids", &job.created_by)?;
-            let found = snap.memories.as_ref();
-            let sources = ids
-                .iter()
-                .map(|m| {
-                    found
-                        .and_then(|f| f.get(m))
-                        .cloned()
-                        .ok_or_else(|| missing("memory", m))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let sources = in_order(ids, snap.memories.as_ref(), "memory")?;
             Ok(Effect::Memory {
                 draft: Box::new(compress::summarize_memories(&sources)),
                 edges: SummaryEdges::Memories(ids.clone()),
@@ -721,16 +704,7 @@ fn quick_effect(job: &DecayJob, snap: &JobSnapshot) -> Result<Effect, DecayError
                 "kind=episode_compression method=deterministic_concatenate"
             );
             check_sources(ids.len(), "source_episode_ids", &job.created_by)?;
-            let found = snap.episodes.as_ref();
-            let sources = ids
-                .iter()
-                .map(|e| {
-                    found
-                        .and_then(|f| f.get(e))
-                        .cloned()
-                        .ok_or_else(|| missing("episode", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let sources = in_order(ids, snap.episodes.as_ref(), "episode")?;
             Ok(Effect::Memory {
                 draft: Box::new(compress::summarize_episodes(&sources)),
                 edges: SummaryEdges::Episodes(ids.clone()),
@@ -746,7 +720,7 @@ fn quick_effect(job: &DecayJob, snap: &JobSnapshot) -> Result<Effect, DecayError
             if snap.principle_exists == Some(true) {
                 Ok(Effect::NoMemory)
             } else {
-                Err(missing("principle", p))
+                Err(source_missing("principle", p))
             }
         }
         (sources, method) => Err(DecayError::Validation(format!(

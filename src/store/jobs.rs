@@ -286,10 +286,10 @@ struct EpisodeJson {
 #[derive(Debug, Clone)]
 pub struct JobSnapshot {
     pub row: JobRow,
-    /// The existing source memories of a pending deterministic candidate compression, keyed
+    /// The existing source memories of a pending or running candidate compression, keyed
     /// by id (the runner walks the job's list to keep order and find the missing ones).
     pub memories: Option<HashMap<MemoryId, MemorySource>>,
-    /// The existing source episodes of a pending deterministic episode compression.
+    /// The existing source episodes of a pending or running episode compression.
     pub episodes: Option<HashMap<EpisodeId, EpisodeSource>>,
     /// Whether the principle of a pending review exists.
     pub principle_exists: Option<bool>,
@@ -586,13 +586,12 @@ impl Store {
         Ok(settle_outcome(count as u64))
     }
 
-    /// Read a job and, when it is a pending or running deterministic job or review,
-    /// everything its run needs (sources, principle), in one round trip.
+    /// Read a job and, when it is pending or running, everything its run needs (sources,
+    /// principle), in one round trip.
     pub async fn read_job_for_run(&self, id: &str) -> Result<Option<JobSnapshot>, StoreError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS},
-               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'candidate_compression'
-                         AND d.summary_method = 'deterministic_concatenate' THEN
+               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'candidate_compression' THEN
                  (SELECT coalesce(jsonb_agg(jsonb_build_object(
                           'id', m.id, 'claim', m.claim,
                           'source_episodes_json', m.source_episodes_json,
@@ -602,8 +601,7 @@ impl Store {
                     FROM memories m
                    WHERE m.id IN (SELECT jsonb_array_elements_text(d.source_ids_json)))
                END AS memory_sources,
-               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'episode_compression'
-                         AND d.summary_method = 'deterministic_concatenate' THEN
+               CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'episode_compression' THEN
                  (SELECT coalesce(jsonb_agg(jsonb_build_object(
                           'id', e.id, 'summary', e.summary,
                           'source_events_json', e.source_events_json,

@@ -153,16 +153,6 @@ impl Store {
         Ok(Ok(out))
     }
 
-    /// Does the principle exist?
-    pub async fn principle_exists(&self, id: &PrincipleId) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM principles WHERE id = $1)")
-                .bind(id.to_string())
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
     /// Read one memory.
     pub async fn read_memory(&self, id: &str) -> Result<Option<MemoryRow>, StoreError> {
         Ok(sqlx::query_as(
