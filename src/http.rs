@@ -21,7 +21,9 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
-/// Install the global Prometheus recorder and describe our metrics.
+/// Install the global Prometheus recorder and describe our metrics. A background task runs
+/// the recorder's upkeep: without it histogram samples pile up between scrapes, and a worker
+/// nobody scrapes would grow with every job.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -59,6 +61,14 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "decay_reconciled_total",
         "Jobs republished by the reconciler"
     );
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(handle)
 }
 

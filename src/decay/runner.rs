@@ -349,7 +349,8 @@ impl Runner {
             "completed"
         };
         stage!("complete", id, "transitioned to {}", to);
-        metrics::histogram!("decay_job_duration_seconds", "kind" => snap.row.kind.clone(), "outcome" => to)
+        let kind = JobKind::from_wire(&snap.row.kind).map_or("unknown", JobKind::wire);
+        metrics::histogram!("decay_job_duration_seconds", "kind" => kind, "outcome" => to)
             .record(started.elapsed().as_secs_f64());
         Ok(outcome)
     }
