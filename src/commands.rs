@@ -562,30 +562,28 @@ async fn jobs_stats(a: JobsStatsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Resolve on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Install the SIGTERM/SIGINT handlers now (before anything else can take time) and return a
+/// flag that turns true on the first signal.
+fn shutdown_watch() -> Result<tokio::sync::watch::Receiver<bool>, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::internal(format!("cannot install the SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::internal(format!("cannot install the SIGINT handler: {e}")))?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+        tracing::info!("shutdown signal received");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
 }
 
 async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
+    let mut shutdown = shutdown_watch()?;
     let runner_cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let worker_cfg = a.worker.worker_config().map_err(CliError::usage)?;
@@ -619,19 +617,19 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
             Err(e) if e.is_transient() => {
                 let wait = delays.next().unwrap_or(std::time::Duration::from_secs(60));
                 tracing::warn!(error = %redact(&e.to_string()), wait_ms = wait.as_millis() as u64, "database not reachable; retrying migrations");
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|s| *s) => {
+                        http.abort();
+                        return Ok(());
+                    }
+                }
             }
             Err(e) => return Err(CliError::internal(e)),
         }
     }
     let runner = Runner::new(store.clone(), runner_cfg, backend, trust);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown signal received");
-        let _ = tx.send(true);
-    });
-    crate::worker::run(runner, broker, worker_cfg, health, rx).await;
+    crate::worker::run(runner, broker, worker_cfg, health, shutdown).await;
     http.abort();
     store.close().await;
     Ok(())

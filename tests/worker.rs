@@ -267,34 +267,68 @@ async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
-    let ids = jobs(&h, 150).await;
+    let ids = jobs(&h, 60).await;
+    let db = pool.connect_options().get_database().unwrap().to_string();
     let mut w = h.spawn_worker("w-dbkill", &["--concurrency", "4"]);
+    // Catch jobs mid-run: their settles wait on a lock we hold; then cut their connections.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM memories FOR UPDATE")
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
     for id in &ids {
         h.publish(id).await;
     }
-    let db = pool.connect_options().get_database().unwrap().to_string();
-    let mut kills = 0;
-    while h.count_state("completed").await < 150 && kills < 20 {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-              WHERE datname = $1 AND application_name = 'decay-worker' AND pid <> pg_backend_pid()",
+    wait_until(LONG, "jobs blocked mid-run", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'decay-worker' AND wait_event_type = 'Lock'",
         )
         .bind(&db)
         .fetch_one(&pool)
         .await
         .unwrap();
-        if n > 0 {
-            kills += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    assert!(kills > 0, "no worker connection was ever terminated");
-    wait_until(LONG, "all jobs completed", || async {
-        h.count_state("completed").await == 150
+        waiting >= 4
     })
     .await;
-    assert_eq!(h.count_state("failed").await, 0);
-    assert_eq!(h.assert_exactly_one_summary_per_job().await, 150);
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'decay-worker'",
+    )
+    .bind(&db)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(killed >= 4, "terminated {killed} worker connections");
+    blocker.rollback().await.unwrap();
+    // And once more while the rest runs.
+    let mut more = 0;
+    while h.count_state("completed").await < 60 && more < 5 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'decay-worker'",
+        )
+        .bind(&db)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        more += i32::from(n > 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until(LONG, "all jobs completed", || async {
+        h.count_state("completed").await == 60
+    })
+    .await;
+    assert_eq!(
+        h.count_state("failed").await,
+        0,
+        "a lost connection failed a job"
+    );
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 60);
+    assert!(
+        h.log_of("w-dbkill").contains("why=\"transient\""),
+        "the cut runs were retried"
+    );
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
     assert_eq!(h.ready_in(&h.base).await, 0);
 }

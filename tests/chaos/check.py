@@ -22,6 +22,11 @@ Counts (all must be zero):
              every job was terminal and the workers idle)
   unclean    SIGTERMed workers that exited non-zero or left jobs in_progress, and workers that
              exited without being signalled
+  stalled    (scenario 7) other jobs held up behind the slow one: created more than 3 s before
+             the slow job's lock was released and still not terminal then
+
+hit says whether the fault really happened (a kill landed, the heartbeat fired, a consumer timed
+out...); a scenario whose fault did not hit fails.
 
 Times: recover_s runs from the end of the last fault until every job created before it is
 terminal; drain_s from the moment both the faults and the producer are done until every job is
@@ -34,7 +39,7 @@ import subprocess
 import sys
 
 COUNTS = ["lost", "dup", "fx", "stuck", "wrong_fail", "wrong_dl", "miss_dl", "ready", "unack",
-          "unclean"]
+          "unclean", "stalled"]
 
 
 def params(d):
@@ -225,6 +230,7 @@ def judge(d):
     r["unclean"] = len(unclean)
     r["unclean_detail"] = unclean[:20]
     r["kills"], r["terms"] = kills, terms
+    r["stalled"] = int(p.get("STALLED") or 0)
 
     # ---- timing and notes -----------------------------------------------------------------
     if p.get("T_CAUGHT_UP"):
@@ -242,8 +248,11 @@ def judge(d):
             notes.append(p[k])
     if r["reclaimed"]:
         notes.append(f"{r['reclaimed']} job(s) claimed more than once (max attempts {r['max_attempts']})")
+    r["hit"] = p.get("EXERCISED", "1") == "1"
+    notes.insert(0, ("fault hit: " if r["hit"] else "FAULT NOT EXERCISED: ")
+                 + p.get("EXERCISED_WHY", ""))
     r["pass"] = (all(r[c] == 0 for c in COUNTS) and r["drain_s"] is not None
-                 and r["recover_s"] is not None)
+                 and r["recover_s"] is not None and r["hit"])
     return r
 
 
@@ -252,11 +261,11 @@ def row(r):
     rec = "-" if r.get("recover_s") is None else f"{r['recover_s']:.1f}"
     cells = [f"{r['scenario']} {r['name']}", str(r["jobs"]), str(r["poison"])]
     cells += [str(r[c]) for c in COUNTS]
-    cells += [rec, drain, "PASS" if r["pass"] else "FAIL"]
+    cells += ["yes" if r.get("hit", True) else "NO", rec, drain, "PASS" if r["pass"] else "FAIL"]
     return cells
 
 
-HEADER = ["scenario", "jobs", "poison"] + COUNTS + ["recover_s", "drain_s", "result"]
+HEADER = ["scenario", "jobs", "poison"] + COUNTS + ["hit", "recover_s", "drain_s", "result"]
 
 
 def table(out):

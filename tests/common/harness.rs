@@ -232,6 +232,10 @@ impl Harness {
             .await
             .unwrap()
             .unwrap();
+        if status.code().is_none() {
+            use std::os::unix::process::ExitStatusExt;
+            eprintln!("worker {pid} ended by signal {:?}", status.signal());
+        }
         status.code()
     }
 }
