@@ -50,13 +50,15 @@ WORKERS=(w1 w2 w3)
 
 if [ "$MODE" = short ]; then
   N_JOBS=480 BATCH=40 INTERVAL=1.5 SCHED_PER_BATCH=1 DRAIN_TIMEOUT=150
-  S1_KILL_EVERY=3 S1_KILLS=6 S3_DOWN=10 S4_DOWN=10 S7_JOBS=120 S7_HOLD=14 S8_TERMS=2 S9_FROZEN=12
-  S5_MISSING=20
+  S1_KILL_EVERY=3 S1_KILLS=10 S3_DOWN=10 S4_DOWN=10 S7_JOBS=120 S7_HOLD=14 S8_TERMS=2 S9_FROZEN=12
+  S5_MISSING=20 S4_RESERVE=200
 else
   N_JOBS=3000 BATCH=100 INTERVAL=2.5 SCHED_PER_BATCH=2 DRAIN_TIMEOUT=400
-  S1_KILL_EVERY=3 S1_KILLS=20 S3_DOWN=15 S4_DOWN=20 S7_JOBS=600 S7_HOLD=20 S8_TERMS=5 S9_FROZEN=20
-  S5_MISSING=60
+  S1_KILL_EVERY=3 S1_KILLS=20 S3_DOWN=15 S4_DOWN=20 S7_JOBS=600 S7_HOLD=75 S8_TERMS=5 S9_FROZEN=20
+  S5_MISSING=60 S4_RESERVE=800
 fi
+# Overrides for exploring: CHAOS_S7_HOLD (seconds the slow job of scenario 7 is held).
+S7_HOLD=${CHAOS_S7_HOLD:-$S7_HOLD}
 S5_MALFORMED=50
 S5_GHOSTS=5
 PULSE_JOBS=4     # per batch, jobs made slow (their sources row-locked) so faults catch them in flight
@@ -103,7 +105,10 @@ PGD=$WORK/pg
 PGOPTS="-p $PG_PORT -k $PGD -c listen_addresses=127.0.0.1"
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGCONNECT_TIMEOUT=3
 export AMQP_URL=$AMQP
-unset DATABASE_URL DECAY_QUEUE
+# Never let a command fall back to the machine's database on 5432: every decay-worker command of
+# this script reads DATABASE_URL, set per scenario (this placeholder names no database).
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/chaos_unset"
+unset DECAY_QUEUE
 log "mode $MODE; logs in $OUT; binary $(sha256sum "$W" | cut -c1-12) from $BIN_SRC"
 
 # ---- RabbitMQ node ----------------------------------------------------------------------------
@@ -188,12 +193,12 @@ trap 'exit 130' INT TERM
 # ---- helpers for one scenario -----------------------------------------------------------------
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 cid() { printf '%s_0%02X%023X' "$1" "$2" "$3"; }   # deterministic ids: prefix, scenario, index
-note() { printf '%s\n' "$*" >>"$SD/notes.$1"; }    # notes.<key>: lines joined into params
+note() { local k=$1; shift; printf '%s\n' "$*" >>"$SD/notes.$k"; }  # joined into params.env
 
 worker_env() { # name incarnation
   local reconcile=0
   [ "$1" = w3 ] && reconcile=5s
-  env DATABASE_URL="$DBURL" AMQP_URL="$AMQP" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
+  exec env DATABASE_URL="$DBURL" AMQP_URL="$AMQP" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
     DECAY_LEASE=4s DECAY_HEARTBEAT=1s DECAY_SHUTDOWN_GRACE=20s DECAY_CONCURRENCY=8 \
     DECAY_PREFETCH=16 DECAY_AMQP_HEARTBEAT=2 DECAY_BROKER_TIMEOUT=5s \
     DECAY_RECONCILE_EVERY=$reconcile DECAY_RECONCILE_STALE_AFTER=20s \
@@ -221,6 +226,26 @@ supervise() { # name
     [ -e "$SD/stop" ] && break
     sleep 0.5
   done
+}
+# A worker one of whose database statements waits on a lock (a claim or settle caught by
+# hold_locks), so that a signal sent to it hits a job in flight; fails when there is none.
+busy_worker() {
+  local ports port pid w
+  ports=$(q -c "SELECT client_port FROM pg_stat_activity WHERE application_name = 'decay-worker'
+                  AND wait_event_type = 'Lock' AND client_port IS NOT NULL" 2>/dev/null) || return 1
+  for port in $(printf '%s\n' $ports | shuf); do
+    pid=$(ss -tnpH state established "( sport = :$port and dport = :$PG_PORT )" |
+      grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    for w in "${WORKERS[@]}"; do
+      [ -n "$pid" ] && [ "$pid" = "$(cat "$SD/$w.pid")" ] && { echo "$w"; return 0; }
+    done
+  done
+  return 1
+}
+# Every other victim is a busy worker when there is one, else a random one.
+victim() { # k
+  if ((($1 % 2) == 0)) && busy_worker; then return 0; fi
+  echo "${WORKERS[RANDOM % ${#WORKERS[@]}]}"
 }
 signal_worker() { # name SIG
   local id pid
@@ -278,20 +303,24 @@ insert_jobs() { # lo hi created_by memory_offset
   done
 }
 
-# Hold row locks on some jobs' source memories for a while: their settle (which needs a key-share
-# lock for the edges' foreign keys) blocks, so they are in flight when a fault hits.
-hold_locks() { # seconds memory-ids...
-  local secs=$1; shift
+# Hold row locks for a while so that jobs are in flight when a fault hits. On source memories:
+# the job's settle (the edges' foreign-key check needs a key-share lock) waits. On job rows: the
+# worker's claim waits, and if the worker dies meanwhile, the claim still commits afterwards and
+# only lease recovery can finish the job.
+hold_locks() { # table seconds ids...
+  local table=$1 secs=$2; shift 2
   local list; list=$(printf "'%s'," "$@"); list=${list%,}
-  (printf "BEGIN; SELECT count(*) FROM memories WHERE id IN (%s) FOR UPDATE; SELECT pg_sleep(%s); COMMIT;\n" \
-    "$list" "$secs" | q >/dev/null 2>&1) &
+  (printf "BEGIN; SELECT id FROM %s WHERE id IN (%s) FOR UPDATE; SELECT pg_sleep(%s); COMMIT;\n" \
+    "$table" "$list" "$secs" | q >/dev/null 2>&1) &
 }
 
-publish_poison() { # indexes (comma-separated)
-  local out tries=0 todo=$1
+# Publish raw bodies (a JSON file of them) through our own AMQP client, confirmed, retrying
+# whatever the broker did not confirm.
+publish_raw() { # file indexes (comma-separated)
+  local out tries=0 file=$1 todo=$2
   while [ -n "$todo" ]; do
     out=$(python3 "$CHAOS/amqp.py" --url "$AMQP" publish --exchange "$BASE" --routing-key "$BASE" \
-      --bodies "$SD/poison.json" --only "$todo" 2>>"$SD/producer.err") && return 0
+      --bodies "$file" --only "$todo" 2>>"$SD/producer.err") && return 0
     # drop the confirmed ones and retry the rest
     local done_list; done_list=" $(echo $out) "
     todo=$(echo "$todo" | tr ',' '\n' | while read -r i; do [[ "$done_list" == *" $i "* ]] || echo "$i"; done | paste -sd,)
@@ -302,7 +331,7 @@ publish_poison() { # indexes (comma-separated)
 }
 
 producer() {
-  local nb=$((N / BATCH)) b lo hi i id ids=() list=() prev1=() prev2=() mems=() slot=$N
+  local nb=$((N / BATCH)) b lo hi i id ids=() list=() prev1=() prev2=() mems=() slot=$N slow_pid=""
   local poison_total=0 per_batch=0 missing_per_batch=0 next_poison=0 next_missing=0
   if [ "$S" = 5 ]; then
     poison_total=$(python3 -c "import json; print(len(json.load(open('$SD/poison.json'))))")
@@ -317,14 +346,20 @@ producer() {
     for ((i = lo; i <= hi; i++)); do printf -v id '%s_0%02X%023X' dcy "$S" "$i"; ids+=("$id"); done
     printf '%s\n' "${ids[@]}" >>"$SD/manifest.txt"
     if [ "$PULSE" = 1 ]; then
+      hold_locks decay_jobs "$PULSE_SECS" "${ids[@]:0:PULSE_JOBS}"
       mems=()
-      for ((i = lo; i < lo + PULSE_JOBS; i++)); do printf -v id '%s_0%02X%023X' mem "$S" $((2 * i)); mems+=("$id"); done
-      hold_locks "$PULSE_SECS" "${mems[@]}"; sleep 0.2
+      for ((i = lo + PULSE_JOBS; i < lo + 2 * PULSE_JOBS; i++)); do printf -v id '%s_0%02X%023X' mem "$S" $((2 * i)); mems+=("$id"); done
+      hold_locks memories "$PULSE_SECS" "${mems[@]}"; sleep 0.2
     fi
     if [ "$S" = 7 ] && ((b == 0)); then
       # The slow job: its settle waits S7_HOLD s for the lock, longer than consumer_timeout.
-      hold_locks "$S7_HOLD" "$(cid mem "$S" 0)" "$(cid mem "$S" 1)"; sleep 0.3
-      note FAULTS "job $(cid dcy "$S" 0) held ${S7_HOLD}s by a row lock (consumer_timeout 5s)"
+      # Published three times like any id may be (duplicates are meant to be harmless), by an
+      # enqueue of its own: enqueue's mark_published waits for that job's row, so it would
+      # hold up the rest of the producer.
+      hold_locks memories "$S7_HOLD" "$(cid mem "$S" 0)" "$(cid mem "$S" 1)"; sleep 0.3
+      enqueue_confirmed "${ids[0]}" "${ids[0]}" "${ids[0]}" & slow_pid=$!
+      ids=("${ids[@]:1}")
+      note FAULTS "job $(cid dcy "$S" 0) (published 3 times) held ${S7_HOLD}s by a row lock, consumer_timeout 5 s"
     fi
     if [ "$S" = 6 ]; then
       # Every id three times: this batch, then the previous two batches again, shuffled.
@@ -347,7 +382,7 @@ producer() {
       fi
       if ((next_poison < poison_total)); then
         local end=$((next_poison + per_batch)); ((end > poison_total)) && end=$poison_total
-        publish_poison "$(seq -s, "$next_poison" $((end - 1)))"
+        publish_raw "$SD/poison.json" "$(seq -s, "$next_poison" $((end - 1)))"
         next_poison=$end
       fi
     fi
@@ -362,6 +397,7 @@ producer() {
     enqueue_confirmed $(printf '%s\n' "${prev1[@]}" | shuf) $(printf '%s\n' "${prev2[@]}" | shuf)
     enqueue_confirmed $(printf '%s\n' "${prev1[@]}" | shuf)
   fi
+  [ -n "$slow_pid" ] && wait "$slow_pid"
   now >"$SD/producer.done"
 }
 
@@ -409,14 +445,17 @@ stop_workers() {
 }
 
 # ---- the faults -------------------------------------------------------------------------------
+healed() { now >"$SD/t_fault_healed"; }   # the last call marks when the last fault ended
 inject() {
+  healed
   case $S in
     1)
       local k w id
       for ((k = 0; k < S1_KILLS; k++)); do
         sleep "$S1_KILL_EVERY"
-        w=${WORKERS[RANDOM % ${#WORKERS[@]}]}
+        w=$(victim "$k")
         id=$(signal_worker "$w" KILL) && note FAULTS "kill -9 $id"
+        healed
       done
       ;;
     2)
@@ -426,6 +465,7 @@ inject() {
         rmq_kill9; note FAULTS "broker kill -9 #$k"
         sleep 2
         rmq_start || { log "s2: broker did not come back"; note FAULTS "broker restart #$k FAILED"; }
+        healed
         sleep 6
       done
       ;;
@@ -434,24 +474,38 @@ inject() {
       rmqctl stop_app >/dev/null; note FAULTS "stop_app for ${S3_DOWN}s"
       sleep "$S3_DOWN"
       rmqctl start_app >/dev/null || note FAULTS "start_app FAILED"
+      healed
       ;;
     4)
       sleep 5
       pg_restart_fast; note FAULTS "pg fast restart"
       sleep 8
       pg_stop_fast; note FAULTS "pg stopped ${S4_DOWN}s"
-      sleep "$S4_DOWN"
+      local t_down; t_down=$SECONDS
+      publish_raw "$SD/reserve.json" "$(seq -s, 0 $((S4_RESERVE - 1)))" &&
+        note FAULTS "$S4_RESERVE job ids published while the database was down"
+      local rest=$((S4_DOWN - (SECONDS - t_down)))
+      ((rest > 0)) && sleep "$rest"
       pg_start || note FAULTS "pg start FAILED"
+      healed
       ;;
     7)
-      sleep $((S7_HOLD + 2))
+      # While the slow job is held, every other job must still get through: count the ones
+      # created more than 3 s ago that are not terminal yet, just before the lock goes.
+      sleep $((S7_HOLD - 3))
+      q -c "SELECT count(*) FROM decay_jobs WHERE state IN ('pending', 'in_progress')
+              AND id <> '$(cid dcy "$S" 0)' AND created_at < now() - interval '3 seconds'" \
+        >"$SD/stalled" 2>/dev/null || echo 0 >"$SD/stalled"
+      sleep 4
+      healed
       ;;
     8)
       local k w id
       for ((k = 0; k < S8_TERMS; k++)); do
         sleep 6
-        w=${WORKERS[RANDOM % ${#WORKERS[@]}]}
+        w=$(victim "$k")
         id=$(signal_worker "$w" TERM) && note FAULTS "SIGTERM $id"
+        healed
       done
       ;;
     9)
@@ -459,6 +513,7 @@ inject() {
       kill -STOP "$(rmq_pid)"; note FAULTS "broker SIGSTOP ${S9_FROZEN}s"
       sleep "$S9_FROZEN"
       kill -CONT "$(rmq_pid)"
+      healed
       ;;
     *) : ;;
   esac
@@ -471,11 +526,13 @@ run_scenario() {
   DB=chaos_s$S
   DBURL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
   BASE="chaos.s$S.$(date +%s)"
+  export DATABASE_URL=$DBURL DECAY_QUEUE=$BASE   # for schedule / enqueue / dead-letters
   N=$N_JOBS
   [ "$S" = 7 ] && N=$S7_JOBS
   PULSE=0
   case $S in 1|2|3|4|8|9) PULSE=1 ;; esac
-  local slots=$((N + (N / BATCH) * SCHED_PER_BATCH + 8))
+  local slots=$((N + (N / BATCH) * SCHED_PER_BATCH + 8)) reserve=0
+  [ "$S" = 4 ] && reserve=$S4_RESERVE
   EXPECT_DEAD=0
   : >"$SD/manifest.txt"; : >"$SD/exits.log"
   if [ "$S" = 5 ]; then
@@ -496,18 +553,39 @@ INSERT INTO memories (id, memory_type, status, claim, source_events_json, domain
 SELECT chaos_cid('mem', $S, i), 'semantic', 'active', 'chaos claim ' || i,
        '["evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"]', '["ops"]', 0.5 + (i % 5) / 10.0,
        (ARRAY['user', 'agent', 'tool', 'derived'])[1 + i % 4], now(), now()
-  FROM generate_series(0, 2 * $slots - 1) i;
+  FROM generate_series(0, 2 * ($slots + $reserve) - 1) i;
 SQL
+  if ((reserve)); then
+    # Scenario 4: jobs whose ids are published straight to the broker while PostgreSQL is down
+    # (any AMQP client can produce). Their last_published_at lies in the future, so the
+    # reconciler leaves them alone: if a message of theirs were lost, nothing would mask it.
+    insert_jobs $((0x200000)) $((0x200000 + reserve - 1)) operator:chaos $((2 * slots)) || return 1
+    q -c "UPDATE decay_jobs SET last_published_at = now() + interval '1 day' WHERE id >= chaos_cid('dcy', $S, $((0x200000)))" >/dev/null
+    q -c "SELECT id FROM decay_jobs WHERE id >= chaos_cid('dcy', $S, $((0x200000))) ORDER BY id" >>"$SD/manifest.txt"
+    q -c "SELECT id FROM decay_jobs WHERE id >= chaos_cid('dcy', $S, $((0x200000))) ORDER BY id" |
+      python3 -c 'import json, sys; json.dump([json.dumps({"job_id": l.strip()}).encode().hex() for l in sys.stdin if l.strip()], sys.stdout)' \
+      >"$SD/reserve.json"
+  fi
   [ "$S" = 7 ] && rmq_set_consumer_timeout 5000 1000
   local bl_before
   bl_before=$(grep -c "delivery acknowledgement on channel" "$RD/log/$NODE.log" 2>/dev/null)
 
   SUP_PIDS=()
-  for w in "${WORKERS[@]}"; do supervise "$w" & SUP_PIDS+=($!); done
+  for w in "${WORKERS[@]}"; do supervise "$w" 2>/dev/null & SUP_PIDS+=($!); done
   sleep 1
   local t0; t0=$(now)
   producer & local prod=$!; BG_PIDS+=("$prod")
   inject
+  # Catch-up: from the end of the last fault until every job created before it is terminal.
+  local t_fault t_caught="" deadline=$((SECONDS + DRAIN_TIMEOUT))
+  t_fault=$(cat "$SD/t_fault_healed")
+  while ((SECONDS < deadline)); do
+    if [ "$(q -c "SELECT count(*) FROM decay_jobs WHERE state IN ('pending', 'in_progress')
+                   AND created_at <= to_timestamp($t_fault)" 2>/dev/null)" = 0 ]; then
+      t_caught=$(now); break
+    fi
+    sleep 0.5
+  done
   wait "$prod"
   local t_heal; t_heal=$(now)
   log "s$S: faults over, producer done after $(awk "BEGIN { printf \"%.0f\", $t_heal - $t0 }") s; draining"
@@ -535,6 +613,33 @@ SQL
     reconnects=$((reconnects + $(grep -c "reconnecting" "$SD/$w.log" 2>/dev/null)))
   done
   note WORKERS "$reconnects worker reconnect warning(s); $(wc -l <"$SD/connections_pre.txt") broker connection(s) open before the stop"
+  local republished
+  republished=$(grep -ho 'republished=[0-9]*' "$SD"/w3.log 2>/dev/null | cut -d= -f2 | awk '{ n += $1 } END { print n + 0 }')
+  note WORKERS "$republished message(s) republished by the reconciler"
+  # Did the fault really hit? A scenario that did not exercise its fault fails.
+  local hit=1 why=""
+  local logs=("$SD"/w1.log "$SD"/w2.log "$SD"/w3.log)
+  case $S in
+    1) why="$(grep -c 'sig=KILL' "$SD/exits.log") worker(s) killed"
+       grep -q 'sig=KILL' "$SD/exits.log" || hit=0 ;;
+    2|3) why="$reconnects reconnect(s)"
+       ((reconnects > 0)) || hit=0
+       grep -q FAILED "$SD/notes.FAULTS" 2>/dev/null && { hit=0; why="$why; a broker restart failed"; } ;;
+    4) local tr; tr=$(cat "${logs[@]}" | grep -c 'why="transient"')
+       why="$tr transient retr(ies) while the database was away"
+       ((tr > 0)) || hit=0
+       grep -q FAILED "$SD/notes.FAULTS" 2>/dev/null && { hit=0; why="$why; pg start failed"; } ;;
+    5) why="$(python3 -c "import json; print(len(json.load(open('$SD/poison.json'))))") poison message(s) published" ;;
+    6) why="every id published three times" ;;
+    7) why="$((bl_after - bl_before)) consumer_timeout closure(s), $reconnects reconnect(s)"
+       (((bl_after - bl_before) > 0 && reconnects > 0)) || hit=0 ;;
+    8) local t; t=$(grep -c SIGTERM "$SD/notes.FAULTS" 2>/dev/null)
+       why="$t worker(s) sent SIGTERM under load"
+       ((t > 0)) || hit=0 ;;
+    9) local hb; hb=$(cat "${logs[@]}" | grep -c "haven't received anything from the server")
+       why="$hb connection(s) closed by the AMQP heartbeat"
+       ((hb > 0)) || hit=0 ;;
+  esac
   local retries=0
   [ -f "$SD/producer.retries" ] && retries=$(wc -l <"$SD/producer.retries")
   note PRODUCER "$retries unconfirmed publish/insert attempt(s) retried by the producer"
@@ -542,6 +647,9 @@ SQL
     echo "SCENARIO=$S"; echo "NAME=${SCENARIO_NAMES[$S]}"; echo "DB=$DB"; echo "BASE=$BASE"
     echo "PGHOST=127.0.0.1"; echo "PGPORT=$PG_PORT"; echo "MODE=$MODE"
     echo "T_START=$t0"; echo "T_HEAL=$t_heal"; echo "T_DRAINED=$t_drained"; echo "DRAINED=$drained"
+    echo "T_FAULT_HEALED=$t_fault"; echo "T_CAUGHT_UP=$t_caught"
+    echo "EXERCISED=$hit"; echo "EXERCISED_WHY=$why"
+    [ -f "$SD/stalled" ] && echo "STALLED=$(cat "$SD/stalled")"
     echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT"
     local k
     for k in FAULTS PRODUCER BROKER WORKERS; do

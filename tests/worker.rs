@@ -215,9 +215,14 @@ async fn unknown_job_is_retried_then_dead_lettered(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
     let h = Harness::new(pool).await;
+    let mut w = h.spawn_worker("w-sched", &[]);
+    // Start the clock once the worker consumes, so a slow start cannot make the job due.
+    wait_until(LONG, "the worker consuming", || async {
+        h.log_of("w-sched").contains("consuming")
+    })
+    .await;
     let due = Utc::now() + chrono::Duration::seconds(3);
     let later = candidate_job(&h.store, due).await;
-    let mut w = h.spawn_worker("w-sched", &[]);
     h.publish(&later).await;
     let now_job = jobs(&h, 1).await;
     h.publish(&now_job[0]).await;
