@@ -490,12 +490,23 @@ inject() {
       healed
       ;;
     7)
-      # While the slow job is held, every other job must still get through: count the ones
-      # created more than 3 s ago that are not terminal yet, just before the lock goes.
-      sleep $((S7_HOLD - 3))
-      q -c "SELECT count(*) FROM decay_jobs WHERE state IN ('pending', 'in_progress')
-              AND id <> '$(cid dcy "$S" 0)' AND created_at < now() - interval '3 seconds'" \
-        >"$SD/stalled" 2>/dev/null || echo 0 >"$SD/stalled"
+      # While the slow job is held, nothing may wait behind it. Late in the hold, publish 20
+      # probe jobs; just before the lock goes, count (a) probes not yet terminal and (b) worker
+      # statements piled up on the slow job's lock besides the one settling it: redeliveries
+      # and duplicates of it that wait with their delivery unacked, each holding a permit.
+      sleep $((S7_HOLD - 12))
+      local probes=()
+      mapfile -t probes < <(q -c "SELECT id FROM decay_jobs WHERE id BETWEEN chaos_cid('dcy', $S, $((0x200000))) AND chaos_cid('dcy', $S, $((0x2FFFFF))) ORDER BY id")
+      enqueue_confirmed "${probes[@]}" &
+      sleep 9
+      local pending piled
+      pending=$(q -c "SELECT count(*) FROM decay_jobs WHERE id BETWEEN chaos_cid('dcy', $S, $((0x200000))) AND chaos_cid('dcy', $S, $((0x2FFFFF)))
+                        AND state IN ('pending', 'in_progress')")
+      piled=$(q -c "SELECT greatest(count(*) - 1, 0) FROM pg_stat_activity
+                     WHERE application_name = 'decay-worker' AND wait_event_type = 'Lock'
+                       AND query NOT ILIKE '%last_published_at%'")
+      echo $((pending + piled)) >"$SD/stalled"
+      note FAULTS "just before the release: $pending of ${#probes[@]} probe job(s) not terminal, $piled delivery(ies) of the slow job waiting on its lock"
       sleep 4
       healed
       ;;
@@ -533,6 +544,7 @@ run_scenario() {
   case $S in 1|2|3|4|8|9) PULSE=1 ;; esac
   local slots=$((N + (N / BATCH) * SCHED_PER_BATCH + 8)) reserve=0
   [ "$S" = 4 ] && reserve=$S4_RESERVE
+  [ "$S" = 7 ] && reserve=20
   EXPECT_DEAD=0
   : >"$SD/manifest.txt"; : >"$SD/exits.log"
   if [ "$S" = 5 ]; then
@@ -556,13 +568,14 @@ SELECT chaos_cid('mem', $S, i), 'semantic', 'active', 'chaos claim ' || i,
   FROM generate_series(0, 2 * ($slots + $reserve) - 1) i;
 SQL
   if ((reserve)); then
-    # Scenario 4: jobs whose ids are published straight to the broker while PostgreSQL is down
-    # (any AMQP client can produce). Their last_published_at lies in the future, so the
+    # Jobs inserted now, published later by the fault injector: in scenario 4 straight to the
+    # broker while PostgreSQL is down (any AMQP client can produce), in scenario 7 as probes
+    # late in the slow job's hold. Their last_published_at lies in the future, so the
     # reconciler leaves them alone: if a message of theirs were lost, nothing would mask it.
     insert_jobs $((0x200000)) $((0x200000 + reserve - 1)) operator:chaos $((2 * slots)) || return 1
-    q -c "UPDATE decay_jobs SET last_published_at = now() + interval '1 day' WHERE id >= chaos_cid('dcy', $S, $((0x200000)))" >/dev/null
-    q -c "SELECT id FROM decay_jobs WHERE id >= chaos_cid('dcy', $S, $((0x200000))) ORDER BY id" >>"$SD/manifest.txt"
-    q -c "SELECT id FROM decay_jobs WHERE id >= chaos_cid('dcy', $S, $((0x200000))) ORDER BY id" |
+    q -c "UPDATE decay_jobs SET last_published_at = now() + interval '1 day' WHERE id BETWEEN chaos_cid('dcy', $S, $((0x200000))) AND chaos_cid('dcy', $S, $((0x2FFFFF)))" >/dev/null
+    q -c "SELECT id FROM decay_jobs WHERE id BETWEEN chaos_cid('dcy', $S, $((0x200000))) AND chaos_cid('dcy', $S, $((0x2FFFFF))) ORDER BY id" >>"$SD/manifest.txt"
+    q -c "SELECT id FROM decay_jobs WHERE id BETWEEN chaos_cid('dcy', $S, $((0x200000))) AND chaos_cid('dcy', $S, $((0x2FFFFF))) ORDER BY id" |
       python3 -c 'import json, sys; json.dump([json.dumps({"job_id": l.strip()}).encode().hex() for l in sys.stdin if l.strip()], sys.stdout)' \
       >"$SD/reserve.json"
   fi

@@ -425,3 +425,63 @@ async fn sigterm_drains_and_exits_zero(pool: PgPool) {
     assert_eq!(Harness::terminate(&mut b).await, Some(0));
     assert_eq!(h.ready_in(&h.base).await, 0);
 }
+
+/// A job whose settle waits on a lock (a long transaction on its sources) must not take the
+/// worker with it: its duplicates and redeliveries may not wait on its row with their delivery
+/// unacked, each holding a concurrency permit (found by the chaos suite, scenario 7).
+#[sqlx::test(migrations = "./migrations")]
+async fn a_job_waiting_on_a_lock_does_not_hold_up_the_others(pool: PgPool) {
+    let h = Harness::new(pool.clone()).await;
+    let slow = jobs(&h, 1).await.remove(0);
+    let others = jobs(&h, 20).await;
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT id FROM memories WHERE id IN
+           (SELECT jsonb_array_elements_text(source_ids_json) FROM decay_jobs WHERE id = $1)
+         FOR UPDATE",
+    )
+    .bind(slow.to_string())
+    .fetch_all(&mut *blocker)
+    .await
+    .unwrap();
+    let mut w = h.spawn_worker("w-hol", &["--concurrency", "4", "--prefetch", "8"]);
+    // Duplicates are harmless by design; four of them used to take all four permits.
+    for _ in 0..4 {
+        h.publish(&slow).await;
+    }
+    for id in &others {
+        h.publish(id).await;
+    }
+    wait_until(
+        LONG,
+        "the other jobs completed while the slow one is held",
+        || async { h.count_state("completed").await == 20 },
+    )
+    .await;
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'decay-worker' AND wait_event_type = 'Lock'",
+    )
+    .bind(&db)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        waiting <= 1,
+        "{waiting} statements wait on the slow job's lock"
+    );
+    blocker.rollback().await.unwrap();
+    wait_until(LONG, "the slow job completed", || async {
+        h.count_state("completed").await == 21
+    })
+    .await;
+    let retry = format!("{}.retry.1s", h.base);
+    wait_until(LONG, "its duplicates acked", || async {
+        h.ready_in(&h.base).await == 0 && h.ready_in(&retry).await == 0
+    })
+    .await;
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, 21);
+    assert_eq!(h.ready_in(&format!("{}.dead", h.base)).await, 0);
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+}

@@ -250,8 +250,10 @@ impl Runner {
                 scheduled_for: row.scheduled_for,
             }),
             Some(JobStateKind::InProgress) => match (row.lease_expires_at, row.claim_token) {
-                (Some(exp), Some(token)) if exp <= now => {
-                    // Expired, and the claim above refused it: attempts are exhausted.
+                (Some(exp), Some(token)) if exp <= now && row.attempts >= self.cfg.max_attempts => {
+                    // Expired, and the claim above refused it: attempts are exhausted. (With
+                    // attempts left, the claim was refused because another runner holds the
+                    // row right now: the arm below, retry shortly.)
                     let reason = format!(
                         "decay job {id} was claimed {} times without settling (max_attempts {})",
                         row.attempts, self.cfg.max_attempts
@@ -277,9 +279,9 @@ impl Runner {
                     lease_expires_at: exp.unwrap_or(now),
                 }),
             },
-            // Pending and due but not claimed: another runner claimed it between our two
-            // statements and has since settled or released nothing we can see. Report it
-            // as in progress; the caller retries shortly.
+            // Pending and due (or expired) but not claimed: another runner holds the row while
+            // its claim or settle runs (the claim skips a locked row instead of waiting with
+            // the delivery unacked). Report it as in progress; the caller retries shortly.
             _ => Ok(RunOutcome::InProgress {
                 lease_expires_at: row.lease_expires_at.unwrap_or(now),
             }),

@@ -208,7 +208,9 @@ macro_rules! complete_pending {
                 attempts = attempts + 1, claim_token = $3, claimed_by = $15,
                 lease_expires_at = NULL, attestation_key_id = $12,
                 attestation_signature_hex = $13
-          WHERE id = $1 AND state = 'pending' AND scheduled_for <= $4
+          WHERE id = (SELECT id FROM decay_jobs
+                       WHERE id = $1 AND state = 'pending' AND scheduled_for <= $4
+                       FOR UPDATE SKIP LOCKED)
       RETURNING id"
     };
 }
@@ -372,8 +374,9 @@ impl Store {
     }
 
     /// Compare-and-set claim of one job: `pending` and due, or `in_progress` with an expired
-    /// lease and attempts left (recovery). One statement; the row lock makes concurrent
-    /// claimers serialise, and the loser matches zero rows. Returns `None` when not claimed.
+    /// lease and attempts left (recovery). One statement. A row another runner has locked
+    /// (its claim or settle is running) is skipped, not waited for: a worker must never sit
+    /// on an unacked delivery waiting for someone else's transaction. `None`: not claimed.
     pub async fn claim_job(
         &self,
         id: &str,
@@ -387,9 +390,12 @@ impl Store {
             "UPDATE decay_jobs
                 SET state = 'in_progress', claim_token = $2, attempts = attempts + 1,
                     claimed_by = $3, lease_expires_at = $4, updated_at = $5
-              WHERE id = $1
-                AND ((state = 'pending' AND scheduled_for <= $5)
-                  OR (state = 'in_progress' AND lease_expires_at <= $5 AND attempts < $6))
+              WHERE id = (SELECT id FROM decay_jobs
+                           WHERE id = $1
+                             AND ((state = 'pending' AND scheduled_for <= $5)
+                               OR (state = 'in_progress' AND lease_expires_at <= $5
+                                   AND attempts < $6))
+                           FOR UPDATE SKIP LOCKED)
           RETURNING {JOB_COLUMNS}"
         );
         let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -673,7 +679,9 @@ impl Store {
                     failure_code = $4, state_reason = $5, updated_at = $2,
                     attempts = attempts + 1, claim_token = $6, claimed_by = $3,
                     lease_expires_at = NULL
-              WHERE id = $1 AND state = 'pending' AND scheduled_for <= $2",
+              WHERE id = (SELECT id FROM decay_jobs
+                           WHERE id = $1 AND state = 'pending' AND scheduled_for <= $2
+                           FOR UPDATE SKIP LOCKED)",
         )
         .bind(id)
         .bind(now)
@@ -776,11 +784,16 @@ impl Store {
         ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE decay_jobs SET last_published_at = $2 WHERE id = ANY($1)")
-            .bind(ids)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        // A row being settled right now is skipped rather than waited for: it is about to be
+        // terminal, and last_published_at is only the reconciler's hint.
+        sqlx::query(
+            "UPDATE decay_jobs SET last_published_at = $2
+              WHERE id IN (SELECT id FROM decay_jobs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -795,7 +808,7 @@ impl Store {
         Ok(sqlx::query_scalar(
             "(SELECT id FROM decay_jobs
                WHERE state = 'pending' AND scheduled_for <= $1
-                 AND (last_published_at IS NULL OR last_published_at < $2)
+                 AND coalesce(last_published_at, created_at) < $2
                ORDER BY scheduled_for, id LIMIT $3)
              UNION ALL
              (SELECT id FROM decay_jobs

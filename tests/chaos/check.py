@@ -22,8 +22,10 @@ Counts (all must be zero):
              every job was terminal and the workers idle)
   unclean    SIGTERMed workers that exited non-zero or left jobs in_progress, and workers that
              exited without being signalled
-  stalled    (scenario 7) other jobs held up behind the slow one: created more than 3 s before
-             the slow job's lock was released and still not terminal then
+  stalled    (scenario 7) held up behind the slow job, just before its lock is released: probe
+             jobs published 9 s earlier that are not terminal, plus worker statements piled up
+             on the slow job's lock besides the one settling it (redeliveries and duplicates
+             waiting with their delivery unacked, each holding a concurrency permit)
 
 hit says whether the fault really happened (a kill landed, the heartbeat fired, a consumer timed
 out...); a scenario whose fault did not hit fails.
