@@ -61,8 +61,8 @@ fi
 S7_HOLD=${CHAOS_S7_HOLD:-$S7_HOLD}
 S5_MALFORMED=50
 S5_GHOSTS=5
-PULSE_JOBS=4     # per batch, jobs made slow (their sources row-locked) so faults catch them in flight
-PULSE_SECS=2
+PULSE_JOBS=4     # per batch, 4 jobs whose row and 4 whose sources are locked for PULSE_SECS,
+PULSE_SECS=2     # so that faults catch jobs in flight (scenarios 1-4, 8, 9)
 
 SCENARIO_NAMES=("" worker-kill9 broker-kill9 broker-stop-app pg-restart poison triple-publish
   consumer-timeout sigterm broker-sigstop)
@@ -555,7 +555,8 @@ run_scenario() {
   fi
   log "s$S ${SCENARIO_NAMES[$S]}: $N jobs, base $BASE"
 
-  psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null || return 1
+  PGOPTIONS='--client-min-messages=warning' psql -X -q -d postgres \
+    -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null || return 1
   DATABASE_URL=$DBURL "$W" migrate 2>>"$SD/setup.log" || return 1
   q >/dev/null <<SQL || return 1
 CREATE FUNCTION chaos_cid(prefix text, s int, i bigint) RETURNS text LANGUAGE sql IMMUTABLE AS
