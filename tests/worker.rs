@@ -83,17 +83,8 @@ async fn killed_worker_loses_nothing(pool: PgPool) {
     }
     // In flight = the worker's settles waiting on that lock (a quick job is claimed and
     // settled by one statement, so it never shows `in_progress`; it is blocked right there).
-    let db = pool.connect_options().get_database().unwrap().to_string();
     wait_until(LONG, "jobs in flight in the doomed worker", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = $1 AND application_name = 'decay-worker' AND wait_event_type = 'Lock'",
-        )
-        .bind(&db)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        waiting >= 4
+        h.lock_waiters().await >= 4
     })
     .await;
     h.kill_hard(&mut a).await;
@@ -285,15 +276,7 @@ async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
         h.publish(id).await;
     }
     wait_until(LONG, "jobs blocked mid-run", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = $1 AND application_name = 'decay-worker' AND wait_event_type = 'Lock'",
-        )
-        .bind(&db)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        waiting >= 4
+        h.lock_waiters().await >= 4
     })
     .await;
     let killed: i64 = sqlx::query_scalar(
@@ -458,15 +441,7 @@ async fn a_job_waiting_on_a_lock_does_not_hold_up_the_others(pool: PgPool) {
         || async { h.count_state("completed").await == 20 },
     )
     .await;
-    let db = pool.connect_options().get_database().unwrap().to_string();
-    let waiting: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'decay-worker' AND wait_event_type = 'Lock'",
-    )
-    .bind(&db)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let waiting = h.lock_waiters().await;
     assert!(
         waiting <= 1,
         "{waiting} statements wait on the slow job's lock"

@@ -199,6 +199,25 @@ impl Harness {
         completed
     }
 
+    /// Worker statements of this test's database waiting on a lock.
+    pub async fn lock_waiters(&self) -> i64 {
+        let db = self
+            .pool
+            .connect_options()
+            .get_database()
+            .unwrap()
+            .to_string();
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'decay-worker'
+                AND wait_event_type = 'Lock'",
+        )
+        .bind(&db)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     /// SIGKILL a worker and end its database sessions, as the server would on its own once
     /// they woke up: a statement blocked on a lock does not notice its client is gone.
     pub async fn kill_hard(&self, child: &mut Child) {
