@@ -264,7 +264,6 @@ async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
 async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
     let ids = jobs(&h, 60).await;
-    let db = pool.connect_options().get_database().unwrap().to_string();
     let mut w = h.spawn_worker("w-dbkill", &["--concurrency", "4"]);
     // Catch jobs mid-run: their settles wait on a lock we hold; then cut their connections.
     let mut blocker = pool.begin().await.unwrap();
@@ -279,27 +278,13 @@ async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
         h.lock_waiters().await >= 4
     })
     .await;
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'decay-worker'",
-    )
-    .bind(&db)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let killed = h.cut_worker_connections().await;
     assert!(killed >= 4, "terminated {killed} worker connections");
     blocker.rollback().await.unwrap();
     // And once more while the rest runs.
     let mut more = 0;
     while h.count_state("completed").await < 60 && more < 5 {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-              WHERE datname = $1 AND application_name = 'decay-worker'",
-        )
-        .bind(&db)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let n = h.cut_worker_connections().await;
         more += i32::from(n > 0);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

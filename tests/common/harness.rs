@@ -223,20 +223,25 @@ impl Harness {
     pub async fn kill_hard(&self, child: &mut Child) {
         child.kill().await.unwrap();
         child.wait().await.unwrap();
+        self.cut_worker_connections().await;
+    }
+
+    /// Terminate every worker connection to this test's database; returns how many.
+    pub async fn cut_worker_connections(&self) -> i64 {
         let db = self
             .pool
             .connect_options()
             .get_database()
             .unwrap()
             .to_string();
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
               WHERE datname = $1 AND application_name = 'decay-worker'",
         )
         .bind(&db)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .unwrap();
+        .unwrap()
     }
 
     /// Stop a worker with SIGTERM and return its exit code.
