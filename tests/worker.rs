@@ -385,6 +385,12 @@ async fn sigterm_drains_and_exits_zero(pool: PgPool) {
     .unwrap();
     assert_eq!(left, 0, "the terminated worker left jobs in progress");
     let mut b = h.spawn_worker("w-rest", &[]);
+    // The first worker may already have finished everything; wait for this one to be up
+    // before stopping it, or the SIGTERM lands before its handlers exist.
+    wait_until(LONG, "the second worker consuming", || async {
+        h.log_of("w-rest").contains("consuming")
+    })
+    .await;
     wait_until(LONG, "the rest completed by another worker", || async {
         h.count_state("completed").await == 300
     })
