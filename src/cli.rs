@@ -102,36 +102,47 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
-    /// List dead letters (job id, reason, time, delivery count) without removing them.
+    /// List dead letters (id, job id, reason, time, deliveries) from the database; nothing is
+    /// taken off any queue to read them.
     List(DeadLettersListArgs),
-    /// Move dead letters back to the main queue (publish confirmed, then ack).
-    Requeue(DeadLettersRequeueArgs),
+    /// Publish dead letters' messages to the main queue again (confirmed), then forget them.
+    Requeue(DeadLettersPickArgs),
+    /// Delete dead letters for good (poison messages nobody will fix).
+    Purge(DeadLettersPickArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DeadLettersListArgs {
     #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
     pub broker: BrokerArgs,
+    /// Only dead letters with this reason (e.g. `job_not_found`).
+    #[arg(long)]
+    pub reason: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 1000)]
-    pub limit: usize,
+    pub limit: i64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Which dead letters `requeue` and `purge` act on.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "ids", "reason"])))]
-pub struct DeadLettersRequeueArgs {
+pub struct DeadLettersPickArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// Requeue every dead letter.
+    /// Every dead letter.
     #[arg(long)]
     pub all: bool,
-    /// Only dead letters with this reason (e.g. `job_not_found`).
+    /// Only dead letters with this reason (e.g. `job_not_found`, `malformed_message`).
     #[arg(long)]
     pub reason: Option<String>,
-    /// Only these job ids.
+    /// Dead letter ids (the `ID` column of `dead-letters list`) or job ids (`dcy_...`).
     pub ids: Vec<String>,
     /// Print JSON.
     #[arg(long)]

@@ -10,7 +10,7 @@ use crate::broker::Session;
 use crate::broker::producer::Producer;
 use crate::cli::{
     AttestCommand, AttestKeygenArgs, AttestSignArgs, Cli, Command, ConsumeArgs, DeadLettersCommand,
-    DeadLettersListArgs, DeadLettersRequeueArgs, DemoArgs, EnqueueArgs, HealthArgs, JobsCancelArgs,
+    DeadLettersListArgs, DeadLettersPickArgs, DemoArgs, EnqueueArgs, HealthArgs, JobsCancelArgs,
     JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg, MethodArg, ReconcileArgs,
     RunArgs, ScheduleArgs,
 };
@@ -21,7 +21,9 @@ use crate::decay::summary::attestation::{
 };
 use crate::decay::{JobKind, JobStateKind, SummaryMethod, error::invariant};
 use crate::ids::DecayJobId;
-use crate::store::{CancelOutcome, JobRow, NewJob, Store, StoreError};
+use crate::store::{
+    CancelOutcome, DeadLetterRow, DeadLetterSelector, JobRow, NewJob, Store, StoreError,
+};
 use crate::telemetry::redact;
 
 /// Exit codes (the reference's, spec §8.1).
@@ -114,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reconcile(a) => reconcile(a).await,
         Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters_list(a).await,
         Command::DeadLetters(DeadLettersCommand::Requeue(a)) => dead_letters_requeue(a).await,
+        Command::DeadLetters(DeadLettersCommand::Purge(a)) => dead_letters_purge(a).await,
     }
 }
 
@@ -586,7 +589,10 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
     let mut shutdown = shutdown_watch()?;
     let runner_cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let worker_cfg = a.worker.worker_config().map_err(CliError::usage)?;
+    let worker_cfg = a
+        .worker
+        .worker_config(broker.delivery_limit)
+        .map_err(CliError::usage)?;
     let backend = a.llm.backend().map_err(CliError::usage)?;
     let trust = a.llm.trust_policy().map_err(CliError::usage)?;
     let pool = u32::try_from(worker_cfg.concurrency)
@@ -629,10 +635,10 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
         }
     }
     let runner = Runner::new(store.clone(), runner_cfg, backend, trust);
-    crate::worker::run(runner, broker, worker_cfg, health, shutdown).await;
+    let ran = crate::worker::run(runner, broker, worker_cfg, health, shutdown).await;
     http.abort();
     store.close().await;
-    Ok(())
+    ran.map_err(|e| CliError::usage(crate::broker::describe(&e)))
 }
 
 async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
@@ -683,60 +689,187 @@ async fn reconcile(a: ReconcileArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Open a broker session and move what is parked in the dead queue into the database, so a
+/// listing is complete even with no worker running. Returns the session (`None` when the
+/// broker is unreachable: listing still works, from the database).
+async fn collect_dead_letters(
+    broker: &crate::broker::BrokerConfig,
+    store: &Store,
+) -> Option<Session> {
+    let session = match Session::open(broker, "decay-worker dead-letters").await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %crate::broker::describe(&e), "broker unreachable; showing the dead letters already recorded");
+            return None;
+        }
+    };
+    loop {
+        match crate::dead_letters::intake(&session, store, crate::dead_letters::INTAKE_BATCH).await
+        {
+            Ok(n) if n == crate::dead_letters::INTAKE_BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record every parked message");
+                break;
+            }
+        }
+    }
+    Some(session)
+}
+
+/// The selector of `requeue` / `purge`: `--all`, `--reason`, or letter ids and job ids.
+fn dead_letter_selector(a: &DeadLettersPickArgs) -> Result<DeadLetterSelector, CliError> {
+    if a.all {
+        return Ok(DeadLetterSelector::All);
+    }
+    if let Some(r) = &a.reason {
+        return Ok(DeadLetterSelector::Reason(r.trim().to_string()));
+    }
+    let mut letters = Vec::new();
+    let mut jobs = Vec::new();
+    for raw in &a.ids {
+        let raw = raw.trim();
+        match raw.parse::<i64>() {
+            Ok(n) if n > 0 => letters.push(n),
+            _ => jobs.push(DecayJobId::parse(raw).map_err(|e| {
+                CliError::usage(format!(
+                    "`{raw}` is neither a dead letter id (a positive number) nor a job id: {e}"
+                ))
+            })?),
+        }
+    }
+    Ok(DeadLetterSelector::Ids { letters, jobs })
+}
+
+/// "Nothing matched" is an error a script can see: which ids (or which selector) found nothing.
+fn none_matched(which: &DeadLetterSelector, rows: &[DeadLetterRow]) -> Option<CliError> {
+    let missing: Vec<String> = match which {
+        DeadLetterSelector::Ids { letters, jobs } => letters
+            .iter()
+            .filter(|l| !rows.iter().any(|r| r.id == **l))
+            .map(ToString::to_string)
+            .chain(
+                jobs.iter()
+                    .map(ToString::to_string)
+                    .filter(|j| !rows.iter().any(|r| r.job_id.as_deref() == Some(j))),
+            )
+            .collect(),
+        DeadLetterSelector::Reason(r) if rows.is_empty() => vec![format!("reason {r}")],
+        DeadLetterSelector::All if rows.is_empty() => vec!["any".to_string()],
+        _ => vec![],
+    };
+    (!missing.is_empty()).then(|| {
+        CliError::precondition(
+            "decay.dead_letters.not_found",
+            format!("no dead letter matches {}", missing.join(", ")),
+        )
+    })
+}
+
+fn print_letters(rows: &[DeadLetterRow]) {
+    println!(
+        "{:>6}  {:<30}  {:<18}  {:<25}  {:>5}  DETAIL",
+        "ID", "JOB_ID", "REASON", "DEAD_LETTERED_AT", "DELIV"
+    );
+    for l in rows {
+        println!(
+            "{:>6}  {:<30}  {:<18}  {:<25}  {:>5}  {}",
+            l.id,
+            l.job_id.as_deref().unwrap_or("-"),
+            l.reason,
+            l.dead_lettered_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            l.deliveries,
+            l.detail
+        );
+    }
+}
+
+/// The JSON form of a dead letter: its row, plus the body as text (lossy, first 200 chars).
+fn letter_json(l: &DeadLetterRow) -> Value {
+    let mut v = serde_json::to_value(l).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        let body: String = String::from_utf8_lossy(&l.body).chars().take(200).collect();
+        m.insert("body".into(), json!(body));
+    }
+    v
+}
+
 async fn dead_letters_list(a: DeadLettersListArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let session = Session::open(&broker, "decay-worker dead-letters")
-        .await
-        .map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
-    let letters = session.peek_dead_letters(a.limit).await;
-    session.close().await;
-    let letters = letters.map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
+    let store = connect_store(&a.db, 2).await?;
+    if let Some(session) = collect_dead_letters(&broker, &store).await {
+        session.close().await;
+    }
+    let which = match &a.reason {
+        Some(r) => DeadLetterSelector::Reason(r.trim().to_string()),
+        None => DeadLetterSelector::All,
+    };
+    let letters = store
+        .list_dead_letters(&broker.base, &which, a.limit.max(0))
+        .await?;
     if a.json {
-        print_json(&json!({"count": letters.len(), "dead_letters": letters}));
+        let items: Vec<Value> = letters.iter().map(letter_json).collect();
+        print_json(&json!({"count": letters.len(), "dead_letters": items}));
     } else {
-        println!(
-            "{:<30}  {:<18}  {:<32}  {:>5}  DETAIL",
-            "JOB_ID", "REASON", "DEAD_LETTERED_AT", "COUNT"
-        );
-        for l in &letters {
-            println!(
-                "{:<30}  {:<18}  {:<32}  {:>5}  {}",
-                l.job_id.as_deref().unwrap_or("-"),
-                l.reason,
-                l.dead_lettered_at.as_deref().unwrap_or("-"),
-                l.delivery_count,
-                l.detail.as_deref().unwrap_or("")
-            );
-        }
+        print_letters(&letters);
     }
     Ok(())
 }
 
-async fn dead_letters_requeue(a: DeadLettersRequeueArgs) -> Result<(), CliError> {
+async fn dead_letters_requeue(a: DeadLettersPickArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let ids: Vec<String> = a
-        .ids
-        .iter()
-        .map(|s| parse_job_id(s).map(|i| i.to_string()))
-        .collect::<Result<_, _>>()?;
-    let session = Session::open(&broker, "decay-worker dead-letters")
-        .await
-        .map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
-    let all = a.all;
-    let reason = a.reason.clone();
-    let select = move |l: &crate::broker::DeadLetter| {
-        all || reason.as_deref().is_some_and(|r| r == l.reason)
-            || l.job_id.as_ref().is_some_and(|id| ids.contains(id))
+    let which = dead_letter_selector(&a)?;
+    let store = connect_store(&a.db, 2).await?;
+    let Some(session) = collect_dead_letters(&broker, &store).await else {
+        return Err(CliError::internal(
+            "cannot requeue: the broker is unreachable (see the warning above)",
+        ));
     };
-    let moved = session.requeue_dead_letters(&select, usize::MAX).await;
+    let result = crate::dead_letters::requeue(&session, &store, &which).await;
     session.close().await;
-    let moved = moved.map_err(|e| CliError::internal(crate::broker::describe(&e)))?;
-    if a.json {
-        print_json(&json!({"requeued": moved.len(), "ids": moved}));
-    } else {
-        println!("requeued {} message(s)", moved.len());
+    let done = result.map_err(|e| CliError::internal(e.to_string()))?;
+    for s in &done.skipped {
+        eprintln!(
+            "decay-worker: dead letter {} kept: its {}-byte body was stored truncated; purge it instead",
+            s.id, s.body_bytes
+        );
     }
-    Ok(())
+    let matched: Vec<DeadLetterRow> = done.moved.iter().chain(&done.skipped).cloned().collect();
+    if a.json {
+        let ids: Vec<Value> = done.moved.iter().map(|l| json!(l.id)).collect();
+        let jobs: Vec<Value> = done.moved.iter().map(|l| json!(l.job_id)).collect();
+        print_json(&json!({"requeued": done.moved.len(), "ids": ids, "job_ids": jobs}));
+    } else {
+        println!("requeued {} dead letter(s)", done.moved.len());
+    }
+    match none_matched(&which, &matched) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn dead_letters_purge(a: DeadLettersPickArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let which = dead_letter_selector(&a)?;
+    let store = connect_store(&a.db, 2).await?;
+    if let Some(session) = collect_dead_letters(&broker, &store).await {
+        session.close().await;
+    }
+    let gone = store.purge_dead_letters(&broker.base, &which).await?;
+    for l in &gone {
+        tracing::info!(letter = l.id, job_id = ?l.job_id, reason = %l.reason, "dead letter purged");
+    }
+    if a.json {
+        let ids: Vec<Value> = gone.iter().map(|l| json!(l.id)).collect();
+        print_json(&json!({"purged": gone.len(), "ids": ids}));
+    } else {
+        println!("purged {} dead letter(s)", gone.len());
+    }
+    match none_matched(&which, &gone) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn health(a: HealthArgs) -> Result<(), CliError> {

@@ -210,7 +210,12 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn worker_config(&self) -> Result<crate::worker::WorkerConfig, String> {
+    /// The worker settings; `delivery_limit` is the broker's (`--delivery-limit`), which the
+    /// worker's own redelivery count uses too.
+    pub fn worker_config(
+        &self,
+        delivery_limit: u32,
+    ) -> Result<crate::worker::WorkerConfig, String> {
         if self.prefetch == 0 {
             return Err("--prefetch must be at least 1".into());
         }
@@ -228,6 +233,7 @@ impl WorkerArgs {
             attestation_dir: self.attestation_dir.clone(),
             reconcile_every: (!self.reconcile_every.is_zero()).then_some(self.reconcile_every),
             reconcile_stale_after: self.reconcile_stale_after,
+            redelivery_limit: delivery_limit,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dead_letters;
 pub mod decay;
 pub mod demo;
 pub mod http;

@@ -79,6 +79,30 @@ pub enum BrokerError {
     Unroutable(String),
     #[error("invalid AMQP URL: {0}")]
     Url(String),
+    /// A queue exists with other arguments than ours (declared by another version of
+    /// decay-worker, or with another `--delivery-limit`). Retrying cannot help.
+    #[error(
+        "the broker refused our topology: {0}. The queue was declared with other arguments (another decay-worker version, or another --delivery-limit); drain and delete it, or use another --queue base"
+    )]
+    TopologyMismatch(String),
+}
+
+impl BrokerError {
+    /// True when retrying cannot succeed without an operator changing something.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, BrokerError::Url(_) | BrokerError::TopologyMismatch(_))
+    }
+}
+
+/// A declare refused with 406 PRECONDITION_FAILED is a topology mismatch.
+fn declare_error(e: BrokerError) -> BrokerError {
+    if let BrokerError::Amqp(err) = &e
+        && let lapin::ErrorKind::ProtocolError(amqp) = err.kind()
+        && amqp.get_id() == 406
+    {
+        return BrokerError::TopologyMismatch(amqp.get_message().to_string());
+    }
+    e
 }
 
 /// Run a broker operation with the session timeout.
@@ -150,17 +174,6 @@ impl JobConsumer {
     }
 }
 
-/// A message in the dead-letter queue, as `dead-letters list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetter {
-    pub job_id: Option<String>,
-    pub reason: String,
-    pub detail: Option<String>,
-    pub dead_lettered_at: Option<String>,
-    pub delivery_count: i64,
-    pub body: String,
-}
-
 impl Session {
     /// Connect, open a confirm-mode channel and declare the topology.
     pub async fn open(cfg: &BrokerConfig, name: &str) -> Result<Session, BrokerError> {
@@ -189,7 +202,9 @@ impl Session {
         )
         .await?;
         let topology = cfg.topology();
-        timed("declare", cfg.op_timeout, topology.declare(&channel)).await?;
+        timed("declare", cfg.op_timeout, topology.declare(&channel))
+            .await
+            .map_err(declare_error)?;
         Ok(Session {
             conn,
             channel,
@@ -302,9 +317,11 @@ impl Session {
             HEADER_DEAD_AT.into(),
             long(&chrono::Utc::now().to_rfc3339()),
         );
+        // Our own count, not the broker's `x-delivery-count` (whose meaning changed across
+        // RabbitMQ versions): this delivery plus every retry re-publish before it.
         headers.insert(
             HEADER_DEAD_DELIVERIES.into(),
-            AMQPValue::LongLongInt(delivery.delivery_count() + 1),
+            AMQPValue::LongLongInt(i64::from(delivery.attempt()) + 1),
         );
         let mut props = BasicProperties::default().with_headers(headers);
         if let Some(ct) = delivery.inner.properties.content_type() {
@@ -350,27 +367,12 @@ impl Session {
 
     /// Ack a delivery (after its job is settled, or after it was re-published).
     pub async fn ack(&self, d: &JobDelivery) -> Result<(), BrokerError> {
-        timed(
-            "basic.ack",
-            self.op_timeout,
-            d.inner.acker.ack(BasicAckOptions::default()),
-        )
-        .await
-        .map(|_| ())
+        ack(&d.inner, self.op_timeout).await
     }
 
     /// Give a delivery back to the broker for redelivery.
     pub async fn requeue(&self, d: &JobDelivery) -> Result<(), BrokerError> {
-        timed(
-            "basic.nack",
-            self.op_timeout,
-            d.inner.acker.nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            }),
-        )
-        .await
-        .map(|_| ())
+        requeue(&d.inner, self.op_timeout).await
     }
 
     /// Messages ready and consumers of a queue (passive declare).
@@ -391,75 +393,14 @@ impl Session {
         Ok((q.message_count(), q.consumer_count()))
     }
 
-    /// Read every message of the dead-letter queue without removing any: each is held unacked
-    /// until the end, then the channel is closed so the broker requeues them all in order.
-    pub async fn peek_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BrokerError> {
-        let ch = timed("channel.open", self.op_timeout, self.conn.create_channel()).await?;
-        let mut out = Vec::new();
-        let queue = self.topology.dead_queue();
-        while out.len() < limit {
-            let got = timed(
-                "basic.get",
-                self.op_timeout,
-                ch.basic_get(queue.as_str().into(), BasicGetOptions::default()),
-            )
-            .await?;
-            let Some(msg) = got else { break };
-            out.push(dead_letter_of(&msg.delivery));
-        }
-        let _ = timed(
-            "channel.close",
-            self.op_timeout,
-            ch.close(200, "peek done".into()),
-        )
-        .await;
-        Ok(out)
-    }
-
-    /// Move dead letters back to the main queue: each is re-published (confirmed, reason
-    /// headers dropped, attempt counter reset) **before** it is acked, so an interruption can
-    /// duplicate a message (harmless) but never lose one. `select` picks which to move by job
-    /// id; the others are left in place. Returns the ids moved.
-    pub async fn requeue_dead_letters(
-        &self,
-        select: &dyn Fn(&DeadLetter) -> bool,
-        limit: usize,
-    ) -> Result<Vec<String>, BrokerError> {
-        let ch = timed("channel.open", self.op_timeout, self.conn.create_channel()).await?;
-        let queue = self.topology.dead_queue();
-        let (total, _) = self.queue_counts(&queue).await?;
-        let mut moved = Vec::new();
-        let mut seen = 0u32;
-        while seen < total && moved.len() < limit {
-            let got = timed(
-                "basic.get",
-                self.op_timeout,
-                ch.basic_get(queue.as_str().into(), BasicGetOptions::default()),
-            )
-            .await?;
-            let Some(msg) = got else { break };
-            seen += 1;
-            let letter = dead_letter_of(&msg.delivery);
-            if !select(&letter) {
-                continue; // stays unacked; requeued in place when the channel closes
-            }
-            self.publish_raw(&msg.delivery.data, FieldTable::default())
-                .await?;
-            timed(
-                "basic.ack",
-                self.op_timeout,
-                msg.delivery.acker.ack(BasicAckOptions::default()),
-            )
-            .await?;
-            moved.push(letter.job_id.unwrap_or(letter.body));
-        }
-        let _ = timed(
-            "channel.close",
-            self.op_timeout,
-            ch.close(200, "requeue done".into()),
-        )
-        .await;
-        Ok(moved)
+    /// Open a channel for taking parked messages off the dead queue (see [`Intake`]).
+    pub async fn intake(&self) -> Result<Intake, BrokerError> {
+        let channel = timed("channel.open", self.op_timeout, self.conn.create_channel()).await?;
+        Ok(Intake {
+            channel,
+            queue: self.topology.dead_queue(),
+            op_timeout: self.op_timeout,
+        })
     }
 
     /// Delete this session's topology (tests).
@@ -487,6 +428,22 @@ impl Session {
         )
         .await;
     }
+}
+
+async fn ack(d: &Delivery, limit: Duration) -> Result<(), BrokerError> {
+    timed("basic.ack", limit, d.acker.ack(BasicAckOptions::default()))
+        .await
+        .map(|_| ())
+}
+
+async fn requeue(d: &Delivery, limit: Duration) -> Result<(), BrokerError> {
+    let opts = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    timed("basic.nack", limit, d.acker.nack(opts))
+        .await
+        .map(|_| ())
 }
 
 fn long(s: &str) -> AMQPValue {
@@ -533,30 +490,125 @@ fn broker_death_reason(headers: Option<&FieldTable>) -> Option<String> {
     header_str(headers, "x-first-death-reason")
 }
 
-/// Deliveries of a message the broker dead-lettered itself: its `x-death` count.
-fn broker_death_count(headers: Option<&FieldTable>) -> Option<i64> {
-    let AMQPValue::FieldArray(deaths) = headers?.inner().get("x-death")? else {
-        return None;
-    };
-    deaths.as_slice().iter().find_map(|d| match d {
-        AMQPValue::FieldTable(t) => header_int(Some(t), "count"),
-        _ => None,
-    })
+/// A message parked in the dead queue, read from its headers: ours (`x-decay-*`) when we
+/// parked it, the broker's (`x-first-death-*`) when the broker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedLetter {
+    pub job_id: Option<crate::ids::DecayJobId>,
+    pub reason: String,
+    pub detail: String,
+    pub dead_lettered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub deliveries: i64,
+    /// The body, at most [`message::MAX_MESSAGE_BYTES`] of it.
+    pub body: Vec<u8>,
+    /// The body's full length.
+    pub body_bytes: usize,
 }
 
-fn dead_letter_of(d: &Delivery) -> DeadLetter {
-    let headers = d.properties.headers().as_ref();
-    DeadLetter {
-        job_id: message::parse_body(&d.data).ok().map(|id| id.to_string()),
-        reason: header_str(headers, HEADER_REASON)
-            .or_else(|| broker_death_reason(headers))
-            .unwrap_or_else(|| "unknown".into()),
-        detail: header_str(headers, HEADER_DETAIL),
-        dead_lettered_at: header_str(headers, HEADER_DEAD_AT),
-        delivery_count: header_int(headers, HEADER_DEAD_DELIVERIES)
-            .or_else(|| broker_death_count(headers))
-            .unwrap_or(0),
-        body: String::from_utf8_lossy(&d.data).chars().take(200).collect(),
+impl ParkedLetter {
+    fn of(d: &Delivery) -> ParkedLetter {
+        let headers = d.properties.headers().as_ref();
+        let ours = header_str(headers, HEADER_REASON);
+        let (reason, detail) = match ours {
+            Some(reason) => (
+                reason,
+                header_str(headers, HEADER_DETAIL).unwrap_or_default(),
+            ),
+            None => {
+                let reason = broker_death_reason(headers).unwrap_or_else(|| "unknown".into());
+                let queue = header_str(headers, "x-first-death-queue").unwrap_or_default();
+                (
+                    reason,
+                    format!("dead-lettered by the broker from queue `{queue}`"),
+                )
+            }
+        };
+        ParkedLetter {
+            job_id: message::parse_body(&d.data).ok(),
+            reason: bounded_token(&reason),
+            detail: detail.chars().take(MAX_DETAIL_CHARS).collect(),
+            dead_lettered_at: header_str(headers, HEADER_DEAD_AT).and_then(|t| {
+                chrono::DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            }),
+            deliveries: header_int(headers, HEADER_DEAD_DELIVERIES)
+                .or_else(|| header_int(headers, HEADER_DELIVERY_COUNT).map(|n| n + 1))
+                .unwrap_or(1)
+                .clamp(0, i64::from(i32::MAX)),
+            body: d.data[..d.data.len().min(message::MAX_MESSAGE_BYTES)].to_vec(),
+            body_bytes: d.data.len(),
+        }
+    }
+}
+
+/// Longest detail kept with a dead letter (headers come from outside).
+const MAX_DETAIL_CHARS: usize = 1000;
+
+/// A reason token as the `dead_letters` table accepts it: lowercase letters, digits and `_`,
+/// starting with a letter, at most 64 characters; anything else becomes `unknown`.
+fn bounded_token(reason: &str) -> String {
+    let ok = reason.len() <= 64
+        && reason.starts_with(|c: char| c.is_ascii_lowercase())
+        && reason
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        reason.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
+/// A channel that takes parked messages off the dead queue one at a time with `basic.get`.
+/// Each message stays unacked until [`Intake::ack`] (after its row is committed) or
+/// [`Intake::requeue`] (the commit failed), so a crash in between only redelivers it.
+pub struct Intake {
+    channel: Channel,
+    queue: String,
+    op_timeout: Duration,
+}
+
+/// A message taken by an [`Intake`], not yet acked.
+pub struct ParkedMessage {
+    delivery: Delivery,
+    pub letter: ParkedLetter,
+}
+
+impl Intake {
+    /// The next parked message, or `None` when the queue is empty.
+    pub async fn next(&self) -> Result<Option<ParkedMessage>, BrokerError> {
+        let got = timed(
+            "basic.get",
+            self.op_timeout,
+            self.channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions::default()),
+        )
+        .await?;
+        Ok(got.map(|m| ParkedMessage {
+            letter: ParkedLetter::of(&m.delivery),
+            delivery: m.delivery,
+        }))
+    }
+
+    /// The message is recorded: remove it from the queue.
+    pub async fn ack(&self, m: &ParkedMessage) -> Result<(), BrokerError> {
+        ack(&m.delivery, self.op_timeout).await
+    }
+
+    /// Recording failed: hand the message back to the queue.
+    pub async fn requeue(&self, m: &ParkedMessage) -> Result<(), BrokerError> {
+        requeue(&m.delivery, self.op_timeout).await
+    }
+
+    /// Close the channel; anything still unacked goes back to the queue.
+    pub async fn close(self) {
+        let _ = timed(
+            "channel.close",
+            self.op_timeout,
+            self.channel.close(200, "intake done".into()),
+        )
+        .await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! is claimed, the claim's fencing token) it expects, so concurrent workers can never both win,
 //! and an update that matches no row is reported, never ignored (DESIGN §3).
 
+mod dead_letters;
 mod jobs;
 mod memories;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use dead_letters::{DeadLetterRow, DeadLetterSelector, NewDeadLetter, TakenDeadLetters};
 pub use jobs::{
     CancelOutcome, ClaimedJob, JobRow, JobSnapshot, JobStats, MemorySummaryInsert, NewJob,
     SettleOutcome, SummaryEdges,

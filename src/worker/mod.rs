@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use chrono::Utc;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -25,7 +25,7 @@ use crate::broker::{BrokerConfig, JobDelivery, Session, describe};
 use crate::decay::runner::{RunOutcome, Runner};
 use crate::ids::DecayJobId;
 use crate::store::Store;
-use outcome::{Action, REASON_MALFORMED, RetryPolicy, classify};
+use outcome::{Action, REASON_DELIVERY_LIMIT, REASON_MALFORMED, RetryPolicy, classify};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -44,6 +44,10 @@ pub struct WorkerConfig {
     pub reconcile_every: Option<Duration>,
     /// A pending job is republished when its last publish is older than this.
     pub reconcile_stale_after: Duration,
+    /// Redeliveries of a job's message (returned unacked, e.g. its worker died) before it is
+    /// dead-lettered `delivery_limit` instead of run again: crash-loop detection that does not
+    /// depend on how the broker version counts deliveries.
+    pub redelivery_limit: u32,
 }
 
 /// Shared health state for `/readyz`.
@@ -56,6 +60,8 @@ pub struct Health {
 struct Ctx {
     runner: Runner,
     cfg: WorkerConfig,
+    /// Wakes the dead-letter intake right after this worker parked a message.
+    parked: Notify,
 }
 
 impl Ctx {
@@ -69,16 +75,21 @@ impl Ctx {
     }
 }
 
-/// Run the worker until `shutdown` flips to true, then drain and return.
+/// Run the worker until `shutdown` flips to true, then drain and return. Returns an error
+/// only for what retrying cannot fix (e.g. the broker refuses our topology).
 pub async fn run(
     runner: Runner,
     broker: BrokerConfig,
     cfg: WorkerConfig,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), crate::broker::BrokerError> {
     let name = format!("decay-worker {}", runner.config().worker_id);
-    let ctx = Arc::new(Ctx { runner, cfg });
+    let ctx = Arc::new(Ctx {
+        runner,
+        cfg,
+        parked: Notify::new(),
+    });
     let permits = Arc::new(Semaphore::new(ctx.cfg.concurrency.max(1)));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut reconnects = outcome::backoff().with_jitter().build();
@@ -113,6 +124,10 @@ pub async fn run(
         };
         let session = match session {
             Ok(s) => Arc::new(s),
+            Err(e) if e.is_permanent() => {
+                drain(&mut tasks, ctx.cfg.shutdown_grace).await;
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(error = %describe(&e), "broker connection failed; retrying");
                 continue;
@@ -134,6 +149,7 @@ pub async fn run(
         );
         health.broker_ready.store(true, Ordering::Relaxed);
         reconnects = outcome::backoff().with_jitter().build();
+        let intake = tokio::spawn(intake_loop(ctx.clone(), session.clone()));
 
         let stopping = loop {
             while tasks.try_join_next().is_some() {}
@@ -166,6 +182,8 @@ pub async fn run(
             }
         };
         health.broker_ready.store(false, Ordering::Relaxed);
+        intake.abort();
+        let _ = intake.await;
 
         if stopping {
             tracing::info!(
@@ -187,6 +205,7 @@ pub async fn run(
     }
     drain(&mut tasks, ctx.cfg.shutdown_grace).await;
     tracing::info!("worker stopped");
+    Ok(())
 }
 
 async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
@@ -243,6 +262,12 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
             }
             Ok(id) => {
                 tracing::Span::current().record("job_id", tracing::field::display(&id));
+                if d.redelivered()
+                    && let Some(action) = crash_loop(ctx, &id).await
+                {
+                    apply(ctx, session, &d, action).await;
+                    return;
+                }
                 metrics::gauge!("decay_jobs_in_flight").increment(1.0);
                 let attestation = ctx.attestation_for(&id);
                 let result = ctx
@@ -260,14 +285,53 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
                 action
             }
         };
-        apply(session, &d, action).await;
+        apply(ctx, session, &d, action).await;
     }
     .instrument(span)
     .await
 }
 
+/// A redelivered message (returned unacked: whatever handled it died first) is counted on its
+/// job; past the limit it is dead-lettered instead of run again. `None`: run it.
+async fn crash_loop(ctx: &Ctx, id: &DecayJobId) -> Option<Action> {
+    match ctx.runner.store().note_redelivery(id).await {
+        Ok(Some(n)) if n >= i32::try_from(ctx.cfg.redelivery_limit).unwrap_or(i32::MAX) => {
+            metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
+            Some(Action::DeadLetter {
+                reason: REASON_DELIVERY_LIMIT,
+                detail: format!(
+                    "redelivered {n} times without being settled (whatever runs it keeps dying); the job stays pending"
+                ),
+            })
+        }
+        Ok(_) => None,
+        Err(e) => {
+            // Not knowing the count is no reason to hold the job back: run it.
+            tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "could not count a redelivery");
+            None
+        }
+    }
+}
+
+/// Take what sits in the dead queue into the database: right after this worker parked a
+/// message, and every [`crate::dead_letters::INTAKE_EVERY`] for what the broker parked itself.
+async fn intake_loop(ctx: Arc<Ctx>, session: Arc<Session>) {
+    use crate::dead_letters::{INTAKE_BATCH, INTAKE_EVERY, intake};
+    loop {
+        match intake(&session, ctx.runner.store(), INTAKE_BATCH).await {
+            Ok(n) if n == INTAKE_BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "dead-letter intake failed; retrying later"),
+        }
+        tokio::select! {
+            _ = ctx.parked.notified() => {}
+            _ = tokio::time::sleep(INTAKE_EVERY) => {}
+        }
+    }
+}
+
 /// Carry out an action: the ack always comes last, after any re-publish was confirmed.
-async fn apply(session: &Session, d: &JobDelivery, action: Action) {
+async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
     let settled = match &action {
         Action::Ack => session.ack(d).await,
         Action::Retry { after, why } => {
@@ -290,6 +354,7 @@ async fn apply(session: &Session, d: &JobDelivery, action: Action) {
             match session.publish_dead(d, reason, detail).await {
                 Ok(()) => {
                     tracing::warn!(reason, detail = %detail, "dead-lettered");
+                    ctx.parked.notify_one();
                     session.ack(d).await
                 }
                 Err(e) => Err(e),

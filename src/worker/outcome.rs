@@ -15,6 +15,9 @@ pub const REASON_MALFORMED: &str = "malformed_message";
 pub const REASON_NOT_FOUND: &str = "job_not_found";
 /// Dead-letter reason of a runner error that persisted through its retries.
 pub const REASON_RUNNER_ERROR: &str = "runner_error";
+/// Dead-letter reason of a message redelivered (returned unacked) too often: whatever
+/// handles it keeps dying. The broker uses the same name for its own delivery limit.
+pub const REASON_DELIVERY_LIMIT: &str = "delivery_limit";
 
 /// What to do with a delivery.
 #[derive(Debug, Clone, PartialEq)]
