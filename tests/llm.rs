@@ -597,7 +597,7 @@ async fn llm_jobs_through_the_broker(pool: PgPool) {
         Some("decay.llm_summary.requires_operator_attestation")
     );
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0, "every LLM message was acked");
+    assert_eq!(h.left_in(&h.base).await, 0, "every LLM message was acked");
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -741,5 +741,5 @@ async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPo
     );
     assert!(h.log_of("w-llm-survivor").contains("stage=\"recover\""));
     assert_eq!(Harness::terminate(&mut survivor).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
 }

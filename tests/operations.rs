@@ -133,23 +133,8 @@ async fn unreachable_database_is_not_ready_and_secrets_never_logged(pool: PgPool
     assert!(text.contains("***"), "the URL is shown redacted: {text}");
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn dead_letters_can_be_listed_and_requeued_without_loss(pool: PgPool) {
-    let h = Harness::new(pool).await;
-    let mut w = h.spawn_worker("w-dl", &["--not-found-retries", "0"]);
-    // A message that arrives before its job row exists ends up dead-lettered.
-    let id = DecayJobId::new();
-    h.publish(&id).await;
-    h.session()
-        .publish_raw(b"garbage", Default::default())
-        .await
-        .unwrap();
-    let dead = format!("{}.dead", h.base);
-    wait_until(LONG, "two dead letters", || async {
-        h.ready_in(&dead).await == 2
-    })
-    .await;
-
+/// `dead-letters list --json` as (job id, reason, body) triples, sorted.
+async fn listed(h: &Harness) -> Vec<(Option<String>, String, String)> {
     let out = h.cli(&["dead-letters", "list", "--json"]).await;
     assert!(
         out.status.success(),
@@ -157,18 +142,98 @@ async fn dead_letters_can_be_listed_and_requeued_without_loss(pool: PgPool) {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["count"], 2);
-    let letters = v["dead_letters"].as_array().unwrap();
-    let ghost = letters
+    let mut rows: Vec<_> = v["dead_letters"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|l| l["job_id"] == id.to_string())
-        .unwrap();
-    assert_eq!(ghost["reason"], "job_not_found");
-    assert!(ghost["dead_lettered_at"].is_string());
-    assert!(letters.iter().any(|l| l["reason"] == "malformed_message"));
-    assert_eq!(h.ready_in(&dead).await, 2, "listing removed nothing");
+        .map(|l| {
+            (
+                l["job_id"].as_str().map(str::to_string),
+                l["reason"].as_str().unwrap().to_string(),
+                l["body"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(v["count"].as_u64(), Some(rows.len() as u64));
+    rows.sort();
+    rows
+}
 
-    // Now the row exists: requeue only the not-found letter; it is processed.
+/// Run a CLI command, expecting success; returns its JSON output.
+async fn cli_json(h: &Harness, args: &[&str]) -> serde_json::Value {
+    let out = h.cli(args).await;
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn dead_letters_survive_being_listed_and_requeued(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let mut w = h.spawn_worker("w-dl", &["--not-found-retries", "0"]);
+    // Messages that arrive before their job row exists, and two that are not job messages.
+    let ghosts: Vec<DecayJobId> = (0..3).map(|_| DecayJobId::new()).collect();
+    for g in &ghosts {
+        h.publish(g).await;
+    }
+    for body in [b"garbage".as_slice(), b"{\"job_id\":1}"] {
+        h.session()
+            .publish_raw(body, Default::default())
+            .await
+            .unwrap();
+    }
+    wait_until(LONG, "five dead letters", || async {
+        h.dead_letters().await.len() == 5
+    })
+    .await;
+    let expected = listed(&h).await;
+    assert_eq!(expected.len(), 5);
+    for (job, reason, _) in &expected {
+        let want = if job.is_some() {
+            "job_not_found"
+        } else {
+            "malformed_message"
+        };
+        assert_eq!(reason, want, "{job:?}");
+    }
+
+    // RabbitMQ 4.x drops a parked quorum-queue message returned 20 times; listing must not
+    // return anything to any queue.
+    for i in 0..25 {
+        assert_eq!(listed(&h).await, expected, "listing {i}");
+    }
+
+    // Partly requeue, several times: a ghost whose row is still missing comes back as
+    // job_not_found, the malformed bodies as malformed_message; nothing is lost on the way.
+    let g0 = ghosts[0].to_string();
+    for round in 0..3 {
+        let v = cli_json(&h, &["dead-letters", "requeue", &g0, "--json"]).await;
+        assert_eq!(v["requeued"], 1, "round {round}");
+        let v = cli_json(
+            &h,
+            &[
+                "dead-letters",
+                "requeue",
+                "--reason",
+                "malformed_message",
+                "--json",
+            ],
+        )
+        .await;
+        assert_eq!(v["requeued"], 2, "round {round}");
+        wait_until(LONG, "the requeued letters parked again", || async {
+            listed(&h).await == expected
+        })
+        .await;
+        for _ in 0..5 {
+            assert_eq!(listed(&h).await, expected, "round {round}");
+        }
+    }
+
+    // Once its row exists, a ghost requeued by its letter id runs, and its letter is gone.
     let m = memory(&h.store, "late", 0.5, "user").await;
     let mut job = NewJob::new(
         JobKind::CandidateCompression,
@@ -178,27 +243,23 @@ async fn dead_letters_can_be_listed_and_requeued_without_loss(pool: PgPool) {
         "operator:test",
         Utc::now(),
     );
-    job.id = id;
+    job.id = ghosts[1];
     h.store.insert_job(&job).await.unwrap();
-    let out = h
-        .cli(&[
-            "dead-letters",
-            "requeue",
-            "--reason",
-            "job_not_found",
-            "--json",
-        ])
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let letter = h
+        .dead_letters()
+        .await
+        .into_iter()
+        .find(|l| l.job_id.as_deref() == Some(ghosts[1].to_string().as_str()))
+        .unwrap();
+    let v = cli_json(
+        &h,
+        &["dead-letters", "requeue", &letter.id.to_string(), "--json"],
+    )
+    .await;
     assert_eq!(v["requeued"], 1);
     wait_until(LONG, "the requeued job completed", || async {
         h.store
-            .read_job(&id.to_string())
+            .read_job(&ghosts[1].to_string())
             .await
             .unwrap()
             .unwrap()
@@ -206,18 +267,56 @@ async fn dead_letters_can_be_listed_and_requeued_without_loss(pool: PgPool) {
             == "completed"
     })
     .await;
-    assert_eq!(
-        h.ready_in(&dead).await,
-        1,
-        "the malformed letter stayed parked"
-    );
-    let out = h.cli(&["dead-letters", "requeue", "--all"]).await;
-    assert!(out.status.success());
-    wait_until(LONG, "the malformed letter came back", || async {
-        h.ready_in(&dead).await == 1
-    })
+    assert_eq!(listed(&h).await.len(), 4);
+
+    // Poison that nobody will fix is purged, and only it.
+    let v = cli_json(
+        &h,
+        &[
+            "dead-letters",
+            "purge",
+            "--reason",
+            "malformed_message",
+            "--json",
+        ],
+    )
     .await;
+    assert_eq!(v["purged"], 2);
+    let left = listed(&h).await;
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|(_, r, _)| r == "job_not_found"));
+
+    // Nothing matched is visible: exit 7 and the id named.
+    let absent = DecayJobId::new().to_string();
+    for verb in ["requeue", "purge"] {
+        let out = h.cli(&["dead-letters", verb, &absent]).await;
+        assert_eq!(out.status.code(), Some(7), "{verb}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&absent), "{verb}: {err}");
+    }
+    assert_eq!(listed(&h).await.len(), 2, "a miss changes nothing");
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn what_the_broker_parks_is_recorded_even_with_no_worker(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let id = DecayJobId::new();
+    h.park_like_the_broker(
+        format!("{{\"job_id\":\"{id}\"}}").as_bytes(),
+        "delivery_limit",
+    )
+    .await;
+    let rows = listed(&h).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(rows[0].1, "delivery_limit");
+    let letter = &h.dead_letters().await[0];
+    assert!(letter.detail.contains(&h.base), "{}", letter.detail);
+    // Recorded once and acked: had it been handed back, a later listing would record it again.
+    for _ in 0..5 {
+        assert_eq!(listed(&h).await, rows);
+    }
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -247,4 +346,20 @@ async fn demo_seeds_and_publishes_jobs_that_complete(pool: PgPool) {
     assert!(kinds.contains(&"episode_compression"));
     assert!(kinds.contains(&"expired_principle_review"));
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_queue_declared_with_other_arguments_stops_the_worker_with_a_reason(pool: PgPool) {
+    // The harness declared the topology with a delivery limit of 10.
+    let h = Harness::new(pool).await;
+    let mut w = h.spawn_worker("w-mismatch", &["--delivery-limit", "5"]);
+    let status = tokio::time::timeout(LONG, w.wait())
+        .await
+        .expect("the worker gives up instead of retrying forever")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    let log = h.log_of("w-mismatch");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("x-delivery-limit"), "{last}");
+    assert!(last.contains("--delivery-limit"), "{last}");
 }

@@ -39,8 +39,8 @@ async fn two_workers_complete_every_job_exactly_once(pool: PgPool) {
     assert_eq!(Harness::terminate(&mut a).await, Some(0));
     assert_eq!(Harness::terminate(&mut b).await, Some(0));
     // With both workers gone, anything unacked would be back in the queue.
-    assert_eq!(h.ready_in(&h.base).await, 0);
-    assert_eq!(h.ready_in(&format!("{}.dead", h.base)).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
+    h.assert_nothing_dead_lettered().await;
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -63,7 +63,7 @@ async fn duplicate_publishes_are_harmless(pool: PgPool) {
     .await;
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 100);
-    assert_eq!(h.ready_in(&h.base).await, 0, "nothing left unacked");
+    assert_eq!(h.left_in(&h.base).await, 0, "nothing left unacked");
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -106,7 +106,7 @@ async fn killed_worker_loses_nothing(pool: PgPool) {
         "the killed worker's jobs rolled back and each ran once, on the survivor"
     );
     assert_eq!(Harness::terminate(&mut b).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -146,35 +146,96 @@ async fn malformed_messages_are_dead_lettered_once_each(pool: PgPool) {
     for id in &good_after {
         h.publish(id).await;
     }
-    let dead = format!("{}.dead", h.base);
-    wait_until(LONG, "20 dead letters", || async {
-        h.ready_in(&dead).await == 20
+    wait_until(LONG, "20 dead letters recorded", || async {
+        h.dead_letters().await.len() == 20
     })
     .await;
     wait_until(LONG, "healthy jobs completed", || async {
         h.count_state("completed").await == 10
     })
     .await;
-    let letters = h.session().peek_dead_letters(100).await.unwrap();
+    let letters = h.dead_letters().await;
     assert_eq!(letters.len(), 20);
     for l in &letters {
         assert_eq!(l.reason, "malformed_message");
-        assert_eq!(l.delivery_count, 1, "dead-lettered on its first delivery");
-        assert!(l.detail.as_deref().is_some_and(|d| !d.is_empty()));
+        assert_eq!(l.deliveries, 1, "dead-lettered on its first delivery");
+        assert!(!l.detail.is_empty());
+        assert_eq!(l.job_id, None);
     }
+    let big = letters
+        .iter()
+        .find(|l| l.detail == "body is 5120 bytes (limit 4096)")
+        .expect("the oversized body's letter");
+    assert_eq!((big.body.len(), big.body_bytes), (4096, 5120));
     assert!(
         letters
             .iter()
-            .any(|l| l.detail.as_deref() == Some("body is 5120 bytes (limit 4096)"))
+            .any(|l| l.detail == "body is not valid UTF-8")
     );
-    assert!(
-        letters
-            .iter()
-            .any(|l| l.detail.as_deref() == Some("body is not valid UTF-8"))
-    );
+    let mut bodies: Vec<Vec<u8>> = letters.iter().map(|l| l.body.clone()).collect();
+    let mut sent: Vec<Vec<u8>> = bad
+        .iter()
+        .map(|b| b[..b.len().min(4096)].to_vec())
+        .collect();
+    bodies.sort();
+    sent.sort();
+    assert_eq!(bodies, sent, "each poison body recorded once, as sent");
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
-    assert_eq!(h.ready_in(&dead).await, 20, "peeking removed nothing");
+    assert_eq!(h.left_in(&h.base).await, 0);
+    assert_eq!(
+        h.ready_in(&format!("{}.dead", h.base)).await,
+        0,
+        "every parked message moved into the database"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_message_that_keeps_coming_back_is_dead_lettered_not_run(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let looping = candidate_job(&h.store, Utc::now()).await;
+    let fine = candidate_job(&h.store, Utc::now()).await;
+    // Their history: the looping job's message came back unacked 9 times already (the
+    // harness's delivery limit is 10), the other's 5 times.
+    for (id, n) in [(&looping, 9), (&fine, 5)] {
+        sqlx::query("UPDATE decay_jobs SET redeliveries = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(n)
+            .execute(&h.pool)
+            .await
+            .unwrap();
+    }
+    h.publish(&looping).await;
+    h.publish(&fine).await;
+    // One more return each, as when a worker dies mid-job: the next delivery is flagged
+    // redelivered by the broker, whatever its version counts.
+    h.return_unacked(2).await;
+    let mut w = h.spawn_worker("w-loop", &[]);
+    wait_until(LONG, "the other job completed", || async {
+        h.count_state("completed").await == 1
+    })
+    .await;
+    wait_until(LONG, "the looping job's message dead-lettered", || async {
+        h.dead_letters().await.len() == 1
+    })
+    .await;
+    let letter = &h.dead_letters().await[0];
+    assert_eq!(letter.reason, "delivery_limit");
+    assert_eq!(letter.job_id.as_deref(), Some(looping.to_string().as_str()));
+    let (state, redeliveries): (String, i32) =
+        sqlx::query_as("SELECT state, redeliveries FROM decay_jobs WHERE id = $1")
+            .bind(looping.to_string())
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), redeliveries),
+        ("pending", 10),
+        "not run again"
+    );
+    let done = h.store.read_job(&fine.to_string()).await.unwrap().unwrap();
+    assert_eq!(done.state, "completed");
+    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(h.left_in(&h.base).await, 0);
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -183,16 +244,19 @@ async fn unknown_job_is_retried_then_dead_lettered(pool: PgPool) {
     let mut w = h.spawn_worker("w-unknown", &["--not-found-retries", "2"]);
     let ghost = DecayJobId::new();
     h.publish(&ghost).await;
-    let dead = format!("{}.dead", h.base);
     wait_until(LONG, "ghost dead-lettered", || async {
-        h.ready_in(&dead).await == 1
+        h.dead_letters().await.len() == 1
     })
     .await;
-    let letters = h.session().peek_dead_letters(10).await.unwrap();
+    let letters = h.dead_letters().await;
     assert_eq!(letters[0].reason, "job_not_found");
     assert_eq!(
         letters[0].job_id.as_deref(),
         Some(ghost.to_string().as_str())
+    );
+    assert_eq!(
+        letters[0].deliveries, 3,
+        "the first delivery and two retries"
     );
     let log = h.log_of("w-unknown");
     assert_eq!(
@@ -257,7 +321,7 @@ async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
     );
     assert!(h.log_of("w-sched").contains("why=\"not_due\""));
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -303,7 +367,7 @@ async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
         "the cut runs were retried"
     );
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -397,7 +461,7 @@ async fn sigterm_drains_and_exits_zero(pool: PgPool) {
     .await;
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 300);
     assert_eq!(Harness::terminate(&mut b).await, Some(0));
-    assert_eq!(h.ready_in(&h.base).await, 0);
+    assert_eq!(h.left_in(&h.base).await, 0);
 }
 
 /// A job whose settle waits on a lock (a long transaction on its sources) must not take the
@@ -448,6 +512,6 @@ async fn a_job_waiting_on_a_lock_does_not_hold_up_the_others(pool: PgPool) {
     })
     .await;
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 21);
-    assert_eq!(h.ready_in(&format!("{}.dead", h.base)).await, 0);
+    h.assert_nothing_dead_lettered().await;
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
 }

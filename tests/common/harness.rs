@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use decay_worker::broker::{BrokerConfig, Session};
 use decay_worker::ids::DecayJobId;
-use decay_worker::store::Store;
+use decay_worker::store::{DeadLetterRow, DeadLetterSelector, Store};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
@@ -169,6 +169,90 @@ impl Harness {
             .fetch_one(&self.pool)
             .await
             .unwrap()
+    }
+
+    /// A plain lapin connection and channel of the test's own (for what the product never
+    /// does: publishing straight into a queue, taking messages without acking them).
+    pub async fn raw_channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        (conn, ch)
+    }
+
+    /// Take `n` messages of the main queue without acking them and close the channel, as a
+    /// worker that dies mid-job would: the broker requeues them, flagged `redelivered`.
+    pub async fn return_unacked(&self, n: usize) {
+        let (conn, ch) = self.raw_channel().await;
+        for _ in 0..n {
+            ch.basic_get(self.base.as_str().into(), Default::default())
+                .await
+                .unwrap()
+                .expect("a message to take");
+        }
+        ch.close(200, "gone".into()).await.unwrap();
+        conn.close(200, "gone".into()).await.unwrap();
+        wait_until(
+            Duration::from_secs(20),
+            "the messages back in the queue",
+            || async { self.ready_in(&self.base).await as usize == n },
+        )
+        .await;
+    }
+
+    /// Publish a message straight into the dead queue, as the broker parks one.
+    pub async fn park_like_the_broker(&self, body: &[u8], reason: &str) {
+        use lapin::types::{AMQPValue, FieldTable, LongString};
+        let (conn, ch) = self.raw_channel().await;
+        let mut headers = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+        headers.insert("x-first-death-reason".into(), text(reason));
+        headers.insert("x-first-death-queue".into(), text(&self.base));
+        ch.confirm_select(Default::default()).await.unwrap();
+        ch.basic_publish(
+            "".into(),
+            format!("{}.dead", self.base).as_str().into(),
+            Default::default(),
+            body,
+            lapin::BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+
+    /// The dead letters recorded for this test's topology, oldest first.
+    pub async fn dead_letters(&self) -> Vec<DeadLetterRow> {
+        self.store
+            .list_dead_letters(&self.base, &DeadLetterSelector::All, 10_000)
+            .await
+            .unwrap()
+    }
+
+    /// No dead letter was recorded, and none waits in the dead queue to be.
+    pub async fn assert_nothing_dead_lettered(&self) {
+        assert_eq!(self.dead_letters().await, vec![], "dead letters recorded");
+        assert_eq!(
+            self.ready_in(&format!("{}.dead", self.base)).await,
+            0,
+            "messages parked in the dead queue"
+        );
+    }
+
+    /// Messages left in a queue once no consumer holds any. Waits until the broker has
+    /// removed every consumer first: a quorum queue returns a gone consumer's unacked
+    /// messages in that same step, so the count cannot miss one still on its way back.
+    pub async fn left_in(&self, queue: &str) -> u32 {
+        wait_until(
+            Duration::from_secs(30),
+            "no consumer left on the queue",
+            || async { self.session().queue_counts(queue).await.unwrap().1 == 0 },
+        )
+        .await;
+        self.ready_in(queue).await
     }
 
     pub async fn ready_in(&self, queue: &str) -> u32 {
