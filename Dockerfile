@@ -2,53 +2,34 @@
 #
 #   docker build -t decay-worker:local .
 #
-# Stage 1 builds the release binary with the same command the README gives
-# (`cargo build --release --locked --bin decay-worker`); stage 2 is a slim Debian runtime
-# that runs it as a non-root user.
+# The builder stages compile the release binary with the same command the README gives
+# (`cargo build --release --locked --bin decay-worker`); the last stage is a slim Debian
+# runtime that runs it as a non-root user.
 
 # ---------------------------------------------------------------------------------------------
 # Builder. The project needs rustc >= 1.94 (Cargo.toml `rust-version`); the tag is pinned.
-FROM rust:1.95-slim-bookworm AS builder
-
+# Dependencies are cached with cargo-chef (pinned): `prepare` reduces the workspace to a recipe
+# (manifests, lock file, .cargo/config.toml, stub targets), `cook` builds only the dependencies
+# from it, so that layer is rebuilt only when dependencies change.
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install --locked cargo-chef@0.1.78
 WORKDIR /build
-
 # No database is reachable while the image builds: sqlx must never try to connect at compile
 # time (migrations are embedded by `sqlx::migrate!`, which reads files, not the database).
 ENV SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never
 
-# Dependency layer: only the manifests, the lock file and .cargo/ are copied, so this layer is
-# rebuilt only when dependencies change. The crate's own sources are stubbed out: an empty
-# library, a `main` that does nothing, and a stub for every [[bench]] / [[test]] / [[example]]
-# that Cargo.toml declares (cargo refuses to load a manifest whose declared target files are
-# missing, even when it does not build them).
-COPY Cargo.toml Cargo.lock ./
-COPY .cargo/ .cargo/
-RUN set -eux; \
-    mkdir -p src; \
-    echo 'fn main() {}' > src/main.rs; \
-    : > src/lib.rs; \
-    awk ' \
-      function flush() { if (kind != "" && name != "") print (path != "" ? path : dir[kind] "/" name ".rs"); kind = ""; name = ""; path = "" } \
-      BEGIN { dir["bench"] = "benches"; dir["test"] = "tests"; dir["example"] = "examples" } \
-      /^[ \t]*\[/ { flush(); if ($0 ~ /^[ \t]*\[\[(bench|test|example)\]\]/) { kind = $0; gsub(/[\[\] \t]/, "", kind) } next } \
-      kind != "" && /^[ \t]*(name|path)[ \t]*=/ { v = $0; k = $0; sub(/^[ \t]*/, "", k); sub(/[ \t]*=.*/, "", k); sub(/^[^=]*=[ \t]*"/, "", v); sub(/".*/, "", v); if (k == "name") name = v; else path = v } \
-      END { flush() }' Cargo.toml \
-    | while read -r stub; do mkdir -p "$(dirname "$stub")"; echo 'fn main() {}' > "$stub"; done; \
-    cargo build --release --locked --bin decay-worker
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
 
-# Real build. migrations/ must be in place now: `sqlx::migrate!` embeds them into the binary.
-# The sources are touched (and the stub crate's fingerprints dropped) so that cargo rebuilds
-# the crate instead of trusting the stub build's timestamps.
-COPY src/ src/
-COPY migrations/ migrations/
-RUN set -eux; \
-    find src migrations -type f -exec touch {} +; \
-    rm -rf target/release/.fingerprint/decay-worker-* \
-           target/release/deps/decay_worker-* \
-           target/release/deps/libdecay_worker-*; \
-    cargo build --release --locked --bin decay-worker; \
-    install -m 0755 target/release/decay-worker /usr/local/bin/decay-worker
+FROM chef AS builder
+COPY --from=planner /build/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin decay-worker
+# The real build: the same command the README gives.
+COPY . .
+RUN cargo build --release --locked --bin decay-worker \
+    && install -m 0755 target/release/decay-worker /usr/local/bin/decay-worker
 
 # ---------------------------------------------------------------------------------------------
 # Runtime: Debian slim with CA certificates only (TLS to an LLM backend or an amqps:// broker).
@@ -63,6 +44,11 @@ RUN set -eux; \
             --shell /usr/sbin/nologin decay
 
 COPY --from=builder /usr/local/bin/decay-worker /usr/local/bin/decay-worker
+
+# A working directory the non-root user can write (`attest keygen --out`, envelopes), and the
+# directory workers read LLM attestations from (mount a volume there; DECAY_ATTESTATION_DIR).
+RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/decay-worker /attestations
+WORKDIR /var/lib/decay-worker
 
 USER 10001:10001
 
