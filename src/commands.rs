@@ -616,12 +616,12 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
         },
     ));
     // Migrations at start (advisory-locked); wait for the database rather than crash-loop.
-    let mut delays = crate::worker::outcome::retry_delays();
+    let mut delays = crate::retry::reconnect_delays();
     loop {
         match store.migrate().await {
             Ok(()) => break,
             Err(e) if e.is_transient() => {
-                let wait = delays.next().unwrap_or(std::time::Duration::from_secs(60));
+                let wait = delays.next().unwrap_or(crate::retry::MAX_DELAY);
                 tracing::warn!(error = %redact(&e.to_string()), wait_ms = wait.as_millis() as u64, "database not reachable; retrying migrations");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -28,6 +28,7 @@ pub mod decay;
 pub mod demo;
 pub mod http;
 pub mod ids;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -2,6 +2,7 @@
 
 use super::{BrokerConfig, BrokerError, Session};
 use crate::ids::DecayJobId;
+use crate::retry;
 
 /// A lazily connected publisher. A publish either returns `Ok` after the broker confirmed the
 /// message to disk, or an error: the caller then knows the job's message may not exist and the
@@ -21,30 +22,30 @@ impl Producer {
         }
     }
 
+    /// The open session, opening a new one when there is none or the last one died.
     async fn session(&mut self) -> Result<&Session, BrokerError> {
-        if self.session.as_ref().is_some_and(|s| !s.is_open()) {
-            self.session = None;
-        }
-        if self.session.is_none() {
-            self.session = Some(Session::open(&self.cfg, &self.name).await?);
-        }
-        self.session
-            .as_ref()
-            .ok_or_else(|| BrokerError::Url("no session".into()))
+        let session = match self.session.take() {
+            Some(s) if s.is_open() => s,
+            _ => Session::open(&self.cfg, &self.name).await?,
+        };
+        Ok(self.session.insert(session))
     }
 
-    /// Publish one job id, confirmed. A failure on a stale session is retried once on a new one.
+    /// Publish one job id, confirmed. A publish that fails on a stale session is tried once
+    /// more on a new connection, after the retry policy's first reconnect wait.
     pub async fn publish(&mut self, id: &DecayJobId) -> Result<(), BrokerError> {
-        match self.session().await?.publish_job(id).await {
-            Ok(()) => Ok(()),
-            Err(first) => {
-                tracing::warn!(job = %id, error = %super::describe(&first), "publish failed; retrying on a new connection");
-                if let Some(s) = self.session.take() {
-                    s.close().await;
-                }
-                self.session().await?.publish_job(id).await
-            }
+        let first = match self.session().await?.publish_job(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let wait = retry::reconnect_delays().next().unwrap_or(retry::MIN_DELAY);
+        tracing::warn!(job = %id, error = %super::describe(&first), wait_ms = wait.as_millis() as u64,
+            "publish failed; retrying on a new connection");
+        if let Some(s) = self.session.take() {
+            s.close().await;
         }
+        tokio::time::sleep(wait).await;
+        self.session().await?.publish_job(id).await
     }
 
     /// The open session, if any (for maintenance commands).

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use crate::broker::producer::Producer;
 use crate::broker::{BrokerConfig, JobDelivery, Session, describe};
 use crate::decay::runner::{RunOutcome, Runner};
 use crate::ids::DecayJobId;
+use crate::retry;
 use crate::store::Store;
 use outcome::{Action, REASON_DELIVERY_LIMIT, REASON_MALFORMED, RetryPolicy, classify};
 
@@ -92,7 +92,7 @@ pub async fn run(
     });
     let permits = Arc::new(Semaphore::new(ctx.cfg.concurrency.max(1)));
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut reconnects = outcome::backoff().with_jitter().build();
+    let mut reconnects = retry::reconnect_delays();
     let mut first = true;
 
     if let Some(every) = ctx.cfg.reconcile_every {
@@ -111,7 +111,7 @@ pub async fn run(
         }
         if !first {
             metrics::counter!("decay_broker_reconnects_total").increment(1);
-            let wait = reconnects.next().unwrap_or(Duration::from_secs(60));
+            let wait = reconnects.next().unwrap_or(retry::MAX_DELAY);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|s| *s) => break,
@@ -148,7 +148,7 @@ pub async fn run(
             "consuming"
         );
         health.broker_ready.store(true, Ordering::Relaxed);
-        reconnects = outcome::backoff().with_jitter().build();
+        reconnects = retry::reconnect_delays();
         let intake = tokio::spawn(intake_loop(ctx.clone(), session.clone()));
 
         let stopping = loop {

@@ -1,12 +1,12 @@
-//! What the worker does with a delivery once the runner has spoken (DESIGN §4, outcome table),
-//! and the one retry policy (backon) used for waits and reconnects.
+//! What the worker does with a delivery once the runner has spoken (DESIGN §4, outcome table).
+//! How long a retry waits is [`crate::retry`]'s business.
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 
 use crate::decay::DecayError;
+use crate::retry;
 use crate::decay::runner::RunOutcome;
 
 /// Dead-letter reason of a body that is not a job message.
@@ -52,29 +52,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Exponential backoff: 1 s, 2 s, 4 s ... capped at 60 s. The single policy for message retries
-/// (by attempt number) and reconnects.
-pub fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
-        .with_factor(2.0)
-        .without_max_times()
-}
-
-/// An endless iterator of delays for reconnect-style loops.
-pub fn retry_delays() -> impl Iterator<Item = Duration> {
-    backoff().with_jitter().build()
-}
-
-/// The delay before retry number `attempt` (0-based).
-pub fn retry_delay(attempt: u32) -> Duration {
-    backoff()
-        .build()
-        .nth(attempt as usize)
-        .unwrap_or(Duration::from_secs(60))
-}
-
 fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (t - now).to_std().unwrap_or(Duration::ZERO)
 }
@@ -102,7 +79,7 @@ pub fn classify(
             why: "not_due",
         },
         Ok(RunOutcome::NotFound) if attempt < policy.not_found_retries => Action::Retry {
-            after: retry_delay(attempt),
+            after: retry::delay_for(attempt),
             why: "not_found",
         },
         Ok(RunOutcome::NotFound) => Action::DeadLetter {
@@ -110,11 +87,11 @@ pub fn classify(
             detail: format!("job not found after {attempt} retries"),
         },
         Err(e) if e.is_transient() => Action::Retry {
-            after: retry_delay(attempt),
+            after: retry::delay_for(attempt),
             why: "transient",
         },
         Err(_) if attempt < policy.runner_error_retries => Action::Retry {
-            after: retry_delay(attempt),
+            after: retry::delay_for(attempt),
             why: "runner_error",
         },
         Err(e) => Action::DeadLetter {
@@ -248,13 +225,5 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(retry_delay(0), Duration::from_secs(1));
-        assert_eq!(retry_delay(1), Duration::from_secs(2));
-        assert_eq!(retry_delay(3), Duration::from_secs(8));
-        assert_eq!(retry_delay(50), Duration::from_secs(60));
     }
 }
