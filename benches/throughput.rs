@@ -54,10 +54,10 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use chrono::{DateTime, Utc};
 use decay_worker::broker::message::encode_body;
 use decay_worker::broker::{BrokerConfig, Session};
-use decay_worker::decay::runner::{RunOutcome, Runner, RunnerConfig};
-use decay_worker::decay::summary::attestation::TrustPolicy;
-use decay_worker::decay::summary::backend::NoopBackend;
+use decay_worker::decay::attestation::TrustPolicy;
 use decay_worker::ids::DecayJobId;
+use decay_worker::llm::NoopBackend;
+use decay_worker::runner::{RunOutcome, Runner, RunnerConfig};
 use decay_worker::store::{NewJob, Store, StoreConfig};
 use decay_worker::telemetry::redact;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -585,7 +585,7 @@ struct Bench {
     admin: PgPool,
     db_name: String,
     db_url: String,
-    store: Store,
+    pool: PgPool,
     session: Session,
     publisher: Publisher,
     base: String,
@@ -613,12 +613,12 @@ impl Bench {
         let base = format!("bench.{}", &tag[..12]);
         let mq_pid = listener_pid(amqp_port(&cfg.amqp_url));
         match Bench::setup_rest(&cfg, &db_name, &base).await {
-            Ok((db_url, store, session, publisher, logs)) => Ok(Bench {
+            Ok((db_url, pool, session, publisher, logs)) => Ok(Bench {
                 cfg,
                 admin,
                 db_name,
                 db_url,
-                store,
+                pool,
                 session,
                 publisher,
                 base,
@@ -639,16 +639,18 @@ impl Bench {
         cfg: &Cfg,
         db_name: &str,
         base: &str,
-    ) -> Result<(String, Store, Session, Publisher, PathBuf)> {
+    ) -> Result<(String, PgPool, Session, Publisher, PathBuf)> {
         let db_url = with_database(&cfg.database_url, db_name)?;
-        let store = Store::connect(&StoreConfig {
-            url: db_url.clone(),
-            max_connections: 4,
-            acquire_timeout: Duration::from_secs(30),
-        })
-        .await
-        .context("connecting to the bench database")?;
-        store.migrate().await.context("migrations")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&db_url)
+            .await
+            .context("connecting to the bench database")?;
+        Store::from_pool(pool.clone())
+            .migrate()
+            .await
+            .context("migrations")?;
         let broker = BrokerConfig {
             url: cfg.amqp_url.clone(),
             base: base.to_string(),
@@ -672,7 +674,7 @@ impl Bench {
         let logs = std::env::temp_dir().join(format!("decay-bench-{base}"));
         std::fs::create_dir_all(&logs)
             .with_context(|| format!("creating log directory {}", logs.display()))?;
-        Ok((db_url, store, session, publisher, logs))
+        Ok((db_url, pool, session, publisher, logs))
     }
 
     /// Delete the topology, close everything, drop the database.
@@ -681,7 +683,7 @@ impl Bench {
             cfg,
             admin,
             db_name,
-            store,
+            pool,
             session,
             publisher,
             logs,
@@ -690,7 +692,7 @@ impl Bench {
         publisher.close().await;
         let topo = session.delete_topology().await;
         session.close().await;
-        store.close().await;
+        pool.close().await;
         let dropped = drop_database(&admin, &db_name).await;
         admin.close().await;
         if ok && !cfg.keep_logs {
@@ -703,7 +705,7 @@ impl Bench {
     }
 
     fn pool(&self) -> &PgPool {
-        self.store.pool()
+        &self.pool
     }
 
     /// No job may be pending or in progress between runs: the drain check relies on it.

@@ -14,16 +14,12 @@ use crate::cli::{
     JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg, MethodArg, ReconcileArgs,
     RunArgs, ScheduleArgs,
 };
-use crate::decay::runner::{RunOutcome, Runner};
-use crate::decay::summary::attestation::{
-    OperatorKeyFile, generate_key_file, load_envelope, prompt_template_digest, sign_envelope,
-    verify,
-};
-use crate::decay::{JobKind, JobStateKind, SummaryMethod, error::invariant};
-use crate::ids::DecayJobId;
-use crate::store::{
-    CancelOutcome, DeadLetterRow, DeadLetterSelector, JobRow, NewJob, Store, StoreError,
-};
+use crate::decay::attestation::{prompt_template_digest, sign_envelope, verify};
+use crate::decay::{Invariant, JobKind, JobRecord, JobStateKind, SummaryMethod};
+use crate::ids::{DecayJobId, MemoryId};
+use crate::llm::files::{generate_key_file, load_envelope, load_operator_key};
+use crate::runner::{RunOutcome, Runner};
+use crate::store::{CancelOutcome, DeadLetterRow, DeadLetterSelector, NewJob, Store, StoreError};
 use crate::telemetry::redact;
 
 /// Exit codes (the reference's, spec §8.1).
@@ -75,9 +71,15 @@ impl From<StoreError> for CliError {
     }
 }
 
-impl From<anyhow::Error> for CliError {
-    fn from(e: anyhow::Error) -> CliError {
-        CliError::internal(format!("{e:#}"))
+impl From<crate::worker::ReconcileError> for CliError {
+    fn from(e: crate::worker::ReconcileError) -> CliError {
+        CliError::internal(e)
+    }
+}
+
+impl From<crate::demo::DemoError> for CliError {
+    fn from(e: crate::demo::DemoError) -> CliError {
+        CliError::internal(e)
     }
 }
 
@@ -102,9 +104,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Attest(AttestCommand::Keygen(a)) => attest_keygen(a),
         Command::Attest(AttestCommand::Sign(a)) => attest_sign(a),
         Command::Attest(AttestCommand::Template) => {
-            use crate::decay::summary::openai::{
-                OPENAI_PROMPT_TEMPLATE, openai_prompt_template_digest,
-            };
+            use crate::llm::openai::{OPENAI_PROMPT_TEMPLATE, openai_prompt_template_digest};
             print_json(&json!({
                 "backend": "openai",
                 "prompt_template_blake3": openai_prompt_template_digest(),
@@ -223,7 +223,8 @@ async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
     if let (MethodArg::Llm, Some(path)) = (a.summary_method, a.operator_attestation.as_deref()) {
         // The envelope names its job: verify it fully now, so a bad one is refused before any
         // row exists, and give the job that id.
-        let reject = |d: String| CliError::precondition(invariant::LLM_ATTESTATION_REJECTED, d);
+        let reject =
+            |d: String| CliError::precondition(Invariant::LlmAttestationRejected.as_str(), d);
         let env = load_envelope(path).map_err(|e| reject(e.to_string()))?;
         job.id = DecayJobId::parse(&env.decay_job_id)
             .map_err(|e| reject(format!("decay_job_id: {e}")))?;
@@ -258,9 +259,7 @@ async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
                 ),
             });
         }
-        store
-            .mark_published(&[job.id.to_string()], Utc::now())
-            .await?;
+        store.mark_published(&[job.id], Utc::now()).await?;
     }
     if a.json {
         print_json(&json!({
@@ -279,7 +278,12 @@ async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
 }
 
 /// The `run` report, read back from the row (never derived from the runner's return value).
-fn run_report(id: &DecayJobId, from: Option<&JobRow>, to: Option<&JobRow>, outcome: &str) -> Value {
+fn run_report(
+    id: &DecayJobId,
+    from: Option<&JobRecord>,
+    to: Option<&JobRecord>,
+    outcome: &str,
+) -> Value {
     json!({
         "job_id": id.to_string(),
         "outcome": outcome,
@@ -320,7 +324,7 @@ async fn run_job(a: RunArgs) -> Result<(), CliError> {
 
     // Preview: refuse an LLM job without an attestation before touching it (row unchanged).
     let before = match &requested {
-        Some(id) => match store.read_job(&id.to_string()).await? {
+        Some(id) => match store.read_job(id).await? {
             Some(row) => Some(row),
             None => {
                 return Err(CliError::precondition(
@@ -377,9 +381,9 @@ async fn run_job(a: RunArgs) -> Result<(), CliError> {
     let from = if requested.is_some() {
         before
     } else {
-        before.filter(|b| b.id == id.to_string())
+        before.filter(|b| b.id == id)
     };
-    let after = store.read_job(&id.to_string()).await?;
+    let after = store.read_job(&id).await?;
     let report = run_report(&id, from.as_ref(), after.as_ref(), outcome_token(&outcome));
     if a.json {
         print_json(&report);
@@ -394,13 +398,14 @@ async fn run_job(a: RunArgs) -> Result<(), CliError> {
     match &outcome {
         RunOutcome::Completed { .. } | RunOutcome::AlreadyTerminal { .. } => Ok(()),
         RunOutcome::Failed { code, reason } => {
-            let llm = [
-                invariant::LLM_REQUIRES_ATTESTATION,
-                invariant::LLM_ATTESTATION_REJECTED,
-                invariant::LLM_BACKEND_CALL_FAILED,
-            ];
-            if llm.contains(&code.as_str()) {
-                Err(CliError::precondition(code, reason))
+            let llm_refusal = matches!(
+                code,
+                Invariant::LlmRequiresAttestation
+                    | Invariant::LlmAttestationRejected
+                    | Invariant::LlmBackendCallFailed
+            );
+            if llm_refusal {
+                Err(CliError::precondition(code.as_str(), reason))
             } else {
                 Err(CliError::integrity(format!("{code}: {reason}")))
             }
@@ -420,7 +425,7 @@ async fn run_job(a: RunArgs) -> Result<(), CliError> {
     }
 }
 
-fn job_json(row: &JobRow) -> Value {
+fn job_json(row: &JobRecord) -> Value {
     serde_json::to_value(row).unwrap_or(Value::Null)
 }
 
@@ -469,13 +474,19 @@ async fn jobs_list(a: JobsListArgs) -> Result<(), CliError> {
 async fn jobs_show(a: JobsShowArgs) -> Result<(), CliError> {
     let id = parse_job_id(&a.id)?;
     let store = connect_store(&a.db, 2).await?;
-    let Some(row) = store.read_job(&id.to_string()).await? else {
+    let Some(row) = store.read_job(&id).await? else {
         return Err(CliError::precondition(
             "decay.status.job_not_found",
             format!("decay job {id} not found"),
         ));
     };
-    let (mems, epis) = match &row.result_memory_id {
+    let summary = row
+        .result_memory_id
+        .as_deref()
+        .map(MemoryId::parse)
+        .transpose()
+        .map_err(CliError::internal)?;
+    let (mems, epis) = match &summary {
         Some(m) => (
             store.list_memory_sources_for(m).await?,
             store.list_episode_sources_for(m).await?,
@@ -508,14 +519,11 @@ async fn jobs_cancel(a: JobsCancelArgs) -> Result<(), CliError> {
     }
     let id = parse_job_id(&a.id)?;
     let store = connect_store(&a.db, 2).await?;
-    match store
-        .cancel_job(&id.to_string(), &a.reason, Utc::now())
-        .await?
-    {
+    match store.cancel_job(&id, &a.reason, Utc::now()).await? {
         CancelOutcome::Cancelled { from } => {
             if a.json {
                 print_json(
-                    &json!({"job_id": id.to_string(), "from_state": from, "to_state": "cancelled", "reason": a.reason}),
+                    &json!({"job_id": id.to_string(), "from_state": from.wire(), "to_state": "cancelled", "reason": a.reason}),
                 );
             } else {
                 println!("{id}: {from} -> cancelled");
@@ -602,7 +610,7 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
     // The HTTP endpoint comes up first, so a worker waiting for its database reports not-ready
     // instead of being invisible.
     let health = Arc::new(crate::worker::Health::default());
-    let metrics = crate::http::install_metrics()?;
+    let metrics = crate::http::install_metrics().map_err(CliError::internal)?;
     let (listener, bound) = crate::http::bind(a.http_addr)
         .await
         .map_err(|e| CliError::internal(format!("cannot listen on {}: {e}", a.http_addr)))?;
@@ -652,7 +660,7 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
     let mut producer = Producer::new(broker, "decay-worker enqueue");
     let mut published = Vec::new();
     for id in &ids {
-        if store.read_job(&id.to_string()).await?.is_none() {
+        if store.read_job(id).await?.is_none() {
             producer.close().await;
             return Err(CliError::precondition(
                 "decay.enqueue.job_not_found",
@@ -666,7 +674,7 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
                 crate::broker::describe(&e)
             )));
         }
-        published.push(id.to_string());
+        published.push(*id);
         println!("{id}");
     }
     producer.close().await;
@@ -942,7 +950,7 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), CliError> {
 }
 
 fn attest_sign(a: AttestSignArgs) -> Result<(), CliError> {
-    let key = OperatorKeyFile::load(&a.key).map_err(CliError::usage)?;
+    let key = load_operator_key(&a.key).map_err(CliError::usage)?;
     let seed = key.seed().map_err(CliError::usage)?;
     let job_id = match a.job_id.as_deref() {
         Some(s) => parse_job_id(s)?,

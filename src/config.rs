@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::decay::runner::{RunnerConfig, default_worker_id};
+use crate::runner::{RunnerConfig, default_worker_id};
 use crate::store::StoreConfig;
 
 /// Parse a duration such as `500ms`, `30s`, `10m`, `2h` or a bare number of seconds.
@@ -259,7 +259,7 @@ pub struct LlmArgs {
     #[arg(long, env = "DECAY_SUMMARY_FIXTURE")]
     pub summary_fixture: Option<std::path::PathBuf>,
     /// Base URL of the OpenAI-compatible API (`--summary-backend openai`).
-    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = crate::decay::summary::openai::OPENAI_DEFAULT_BASE_URL)]
+    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = crate::llm::openai::OPENAI_DEFAULT_BASE_URL)]
     pub openai_base_url: String,
     /// Models the OpenAI backend may call, comma-separated (an envelope pinning another is refused).
     #[arg(long, env = "DECAY_OPENAI_MODELS", value_delimiter = ',')]
@@ -284,10 +284,8 @@ pub struct LlmArgs {
 
 impl LlmArgs {
     /// The backend, loaded and checked at start.
-    pub fn backend(
-        &self,
-    ) -> Result<std::sync::Arc<dyn crate::decay::summary::backend::SummaryBackend>, String> {
-        use crate::decay::summary::backend::{NoopBackend, ReplayBackend};
+    pub fn backend(&self) -> Result<std::sync::Arc<dyn crate::llm::SummaryBackend>, String> {
+        use crate::llm::NoopBackend;
         Ok(match self.summary_backend {
             BackendKind::Noop => std::sync::Arc::new(NoopBackend),
             BackendKind::Replay => {
@@ -295,10 +293,12 @@ impl LlmArgs {
                     .summary_fixture
                     .as_deref()
                     .ok_or("--summary-backend replay needs --summary-fixture PATH")?;
-                std::sync::Arc::new(ReplayBackend::load(path).map_err(|e| e.to_string())?)
+                std::sync::Arc::new(
+                    crate::llm::files::load_replay(path).map_err(|e| e.to_string())?,
+                )
             }
             BackendKind::Openai => {
-                use crate::decay::summary::openai::{OpenAiBackend, OpenAiConfig};
+                use crate::llm::openai::{OpenAiBackend, OpenAiConfig};
                 // The key comes from the environment only, never from a flag (ps would show it).
                 let api_key = std::env::var("DECAY_OPENAI_API_KEY")
                     .ok()
@@ -318,14 +318,14 @@ impl LlmArgs {
     }
 
     /// The attestation trust policy, loaded and checked at start.
-    pub fn trust_policy(&self) -> Result<crate::decay::summary::attestation::TrustPolicy, String> {
-        use crate::decay::summary::attestation::{TrustPolicy, TrustedKeys};
+    pub fn trust_policy(&self) -> Result<crate::decay::attestation::TrustPolicy, String> {
+        use crate::decay::attestation::TrustPolicy;
         let to_chrono = |d: Duration| chrono::Duration::from_std(d).map_err(|e| e.to_string());
         Ok(TrustPolicy {
             trusted_keys: self
                 .trusted_operator_keys
                 .as_deref()
-                .map(TrustedKeys::load)
+                .map(crate::llm::files::load_trusted_keys)
                 .transpose()?,
             max_age: self.attestation_max_age.map(to_chrono).transpose()?,
             max_future_skew: to_chrono(self.attestation_max_skew)?,

@@ -4,11 +4,11 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::broker::BrokerConfig;
 use crate::broker::producer::Producer;
+use crate::broker::{BrokerConfig, BrokerError};
 use crate::decay::{JobKind, SummaryMethod};
-use crate::ids::{EpisodeId, MemoryId, PrincipleId};
-use crate::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
+use crate::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
+use crate::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store, StoreError};
 
 const CLAIMS: [&str; 8] = [
     "The user prefers concise answers with code first",
@@ -30,8 +30,21 @@ const EPISODES: [&str; 6] = [
 ];
 const AUTHORITIES: [&str; 4] = ["user", "agent", "candidate", "derived"];
 
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 /// Seed and schedule `jobs` jobs (mixed kinds), publishing each. Returns the job ids.
-pub async fn run(store: &Store, broker: BrokerConfig, jobs: usize) -> anyhow::Result<Vec<String>> {
+pub async fn run(
+    store: &Store,
+    broker: BrokerConfig,
+    jobs: usize,
+) -> Result<Vec<DecayJobId>, DemoError> {
     let now = Utc::now();
     let mut memories = Vec::new();
     for (i, claim) in CLAIMS.iter().enumerate() {
@@ -119,10 +132,8 @@ pub async fn run(store: &Store, broker: BrokerConfig, jobs: usize) -> anyhow::Re
         );
         store.insert_job(&job).await?;
         producer.publish(&job.id).await?;
-        store
-            .mark_published(&[job.id.to_string()], Utc::now())
-            .await?;
-        ids.push(job.id.to_string());
+        store.mark_published(&[job.id], Utc::now()).await?;
+        ids.push(job.id);
         if (n + 1) % 10 == 0 || n + 1 == jobs {
             eprintln!("scheduled {}/{jobs} jobs", n + 1);
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,7 +24,7 @@ const DURATION_BUCKETS: [f64; 14] = [
 /// Install the global Prometheus recorder and describe our metrics. A background task runs
 /// the recorder's upkeep: without it histogram samples pile up between scrapes, and a worker
 /// nobody scrapes would grow with every job.
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),

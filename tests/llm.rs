@@ -11,16 +11,16 @@ use std::time::Duration;
 use chrono::Utc;
 use common::harness::{Harness, wait_until};
 use common::*;
-use decay_worker::decay::runner::RunOutcome;
-use decay_worker::decay::summary::attestation::{
+use decay_worker::decay::attestation::{
     AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, prompt_template_digest,
     sign_envelope, verifying_key_hex,
 };
-use decay_worker::decay::summary::backend::{
-    ReplayBackend, ReplayEntry, ReplayFixture, SummaryRequest, SummaryResponse,
-};
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::{DecayJobId, MemoryId};
+use decay_worker::llm::{
+    ReplayBackend, ReplayEntry, ReplayFixture, SummaryRequest, SummaryResponse,
+};
+use decay_worker::runner::RunOutcome;
 use decay_worker::store::Store;
 use sqlx::PgPool;
 
@@ -87,21 +87,24 @@ async fn llm_job(store: &Store) -> (DecayJobId, MemoryId, MemoryId) {
     (id, a, b)
 }
 
-async fn assert_refused(store: &Store, out: RunOutcome, id: &DecayJobId, code: &str, detail: &str) {
+async fn assert_refused(
+    (store, pool): (&Store, &PgPool),
+    out: RunOutcome,
+    id: &DecayJobId,
+    code: &str,
+    detail: &str,
+) {
     let RunOutcome::Failed { code: c, reason } = &out else {
         panic!("{out:?}")
     };
-    assert_eq!(c, code, "{reason}");
+    assert_eq!(c.as_str(), code, "{reason}");
     assert!(reason.contains(detail), "`{reason}` lacks `{detail}`");
-    let row = store.read_job(&id.to_string()).await.unwrap().unwrap();
+    let row = store.read_job(id).await.unwrap().unwrap();
     assert_eq!(row.state, "failed");
     assert_eq!(row.failure_code.as_deref(), Some(code));
     assert!(row.state_reason.as_deref().unwrap().contains(detail));
-    assert_eq!(
-        store.count_summaries_of_job(&id.to_string()).await.unwrap(),
-        0
-    );
-    assert_eq!(store.count_edges_of_job(&id.to_string()).await.unwrap(), 0);
+    assert_eq!(count_summaries(pool, id).await, 0);
+    assert_eq!(count_edges(pool, id).await, 0);
 }
 
 const REJECTED: &str = "decay.llm_summary.attestation_rejected";
@@ -112,7 +115,7 @@ type Case = (&'static str, fn(&mut AttestationEnvelope), &'static str);
 
 #[sqlx::test(migrations = "./migrations")]
 async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
-    let store = Store::from_pool(pool);
+    let store = Store::from_pool(pool.clone());
     let backend = Arc::new(ReplayBackend::from_fixture(fixture(vec![])).unwrap());
     let r = runner_with(&store, runner_cfg(), backend.clone());
     let now = Utc::now();
@@ -121,7 +124,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let out = r.run_specific_job(&id, now).await.unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         "decay.llm_summary.requires_operator_attestation",
@@ -137,7 +140,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .await
         .unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         REJECTED,
@@ -151,7 +154,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .run_specific_job_with_attestation(&id, now, Some(&garbage))
         .await
         .unwrap();
-    assert_refused(&store, out, &id, REJECTED, "is not valid JSON").await;
+    assert_refused((&store, &pool), out, &id, REJECTED, "is not valid JSON").await;
 
     let cases: Vec<Case> = vec![
         (
@@ -223,7 +226,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
             matches!(out, RunOutcome::Failed { .. }),
             "case {name}: {out:?}"
         );
-        assert_refused(&store, out, &id, REJECTED, detail).await;
+        assert_refused((&store, &pool), out, &id, REJECTED, detail).await;
     }
 
     // Ours: the full digest form, signed_at freshness, the trusted-key list.
@@ -234,7 +237,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .await
         .unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         REJECTED,
@@ -249,7 +252,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
         .await
         .unwrap();
-    assert_refused(&store, out, &id, REJECTED, "in the future").await;
+    assert_refused((&store, &pool), out, &id, REJECTED, "in the future").await;
 
     let (id, _, _) = llm_job(&store).await;
     let env = sign_envelope(&SEED, "k1", "yesterday", &id, MODEL, &digest());
@@ -257,7 +260,14 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
         .await
         .unwrap();
-    assert_refused(&store, out, &id, REJECTED, "is not an RFC 3339 timestamp").await;
+    assert_refused(
+        (&store, &pool),
+        out,
+        &id,
+        REJECTED,
+        "is not an RFC 3339 timestamp",
+    )
+    .await;
 
     let strict = TrustPolicy {
         trusted_keys: Some(
@@ -270,19 +280,15 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         max_age: Some(chrono::Duration::minutes(10)),
         ..TrustPolicy::default()
     };
-    let rs = decay_worker::decay::runner::Runner::new(
-        store.clone(),
-        runner_cfg(),
-        backend.clone(),
-        strict,
-    );
+    let rs =
+        decay_worker::runner::Runner::new(store.clone(), runner_cfg(), backend.clone(), strict);
     let (id, _, _) = llm_job(&store).await;
     let out = rs
         .run_specific_job_with_attestation(&id, now, Some(&write_env(&signed(&id))))
         .await
         .unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         REJECTED,
@@ -296,7 +302,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .await
         .unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         REJECTED,
@@ -310,7 +316,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
         .await
         .unwrap();
-    assert_refused(&store, out, &id, REJECTED, "old (max age 600s)").await;
+    assert_refused((&store, &pool), out, &id, REJECTED, "old (max age 600s)").await;
 
     // The attestation is checked before the sources: a bad envelope wins over a missing source.
     let ghost = MemoryId::new();
@@ -328,7 +334,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
         .await
         .unwrap();
-    assert_refused(&store, out, &id, REJECTED, "purpose `nope`").await;
+    assert_refused((&store, &pool), out, &id, REJECTED, "purpose `nope`").await;
     let id = job_at(
         &store,
         JobKind::CandidateCompression,
@@ -342,7 +348,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .await
         .unwrap();
     assert_refused(
-        &store,
+        (&store, &pool),
         out,
         &id,
         "decay.compress.source_missing",
@@ -353,7 +359,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 
 #[sqlx::test(migrations = "./migrations")]
 async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
-    let store = Store::from_pool(pool);
+    let store = Store::from_pool(pool.clone());
     let now = Utc::now();
     let (miss, _, _) = llm_job(&store).await;
     let (echo, _, _) = llm_job(&store).await;
@@ -390,13 +396,13 @@ async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
             .run_specific_job_with_attestation(&id, now, Some(&write_env(&signed(&id))))
             .await
             .unwrap();
-        assert_refused(&store, out, &id, BACKEND, detail).await;
+        assert_refused((&store, &pool), out, &id, BACKEND, detail).await;
     }
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
-    let store = Store::from_pool(pool);
+    let store = Store::from_pool(pool.clone());
     let now = Utc::now();
     let (id, a, b) = llm_job(&store).await;
     let fx = fixture(vec![(
@@ -420,7 +426,7 @@ async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
     else {
         panic!("{out:?}")
     };
-    let m = store.read_memory(&mem.to_string()).await.unwrap().unwrap();
+    let m = read_memory(&pool, &mem).await.unwrap();
     assert_eq!(m.claim, "Alpha and beta, summarised.");
     assert_eq!(
         m.applies_when_json,
@@ -428,9 +434,9 @@ async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
     );
     assert!((m.confidence - 0.7).abs() < 1e-9);
     assert_eq!(m.authority, "agent");
-    let row = store.read_job(&id.to_string()).await.unwrap().unwrap();
+    let row = store.read_job(&id).await.unwrap().unwrap();
     assert_eq!(row.attestation_key_id.as_deref(), Some("k1"));
-    assert_eq!(store.count_edges_of_job(&id.to_string()).await.unwrap(), 2);
+    assert_eq!(count_edges(&pool, &id).await, 2);
 }
 
 async fn cli(args: &[&str]) -> std::process::Output {
@@ -573,25 +579,21 @@ async fn llm_jobs_through_the_broker(pool: PgPool) {
         || async { h.count_state("completed").await + h.count_state("failed").await == 3 },
     )
     .await;
-    let g = h.store.read_job(&good.to_string()).await.unwrap().unwrap();
+    let g = h.store.read_job(&good).await.unwrap().unwrap();
     assert_eq!(g.state, "completed");
     assert_eq!(g.attestation_key_id.as_deref(), Some("k1"));
-    let m = h
-        .store
-        .read_memory(g.result_memory_id.as_deref().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = MemoryId::parse(g.result_memory_id.as_deref().unwrap()).unwrap();
+    let m = read_memory(&h.pool, &summary).await.unwrap();
     assert_eq!(m.claim, "Both, briefly.");
     assert_eq!(m.applies_when_json["llm_summary"]["model_name"], MODEL);
-    let b = h.store.read_job(&bad.to_string()).await.unwrap().unwrap();
+    let b = h.store.read_job(&bad).await.unwrap().unwrap();
     assert_eq!(b.failure_code.as_deref(), Some(REJECTED));
     assert!(
         b.state_reason
             .unwrap()
             .contains("Ed25519 signature did not verify")
     );
-    let n = h.store.read_job(&none.to_string()).await.unwrap().unwrap();
+    let n = h.store.read_job(&none).await.unwrap().unwrap();
     assert_eq!(
         n.failure_code.as_deref(),
         Some("decay.llm_summary.requires_operator_attestation")
@@ -666,11 +668,7 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
         "{err}"
     );
     assert!(
-        h.store
-            .read_job(&other.to_string())
-            .await
-            .unwrap()
-            .is_none(),
+        h.store.read_job(&other).await.unwrap().is_none(),
         "nothing inserted"
     );
 }

@@ -258,13 +258,7 @@ async fn dead_letters_survive_being_listed_and_requeued(pool: PgPool) {
     .await;
     assert_eq!(v["requeued"], 1);
     wait_until(LONG, "the requeued job completed", || async {
-        h.store
-            .read_job(&ghosts[1].to_string())
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-            == "completed"
+        h.store.read_job(&ghosts[1]).await.unwrap().unwrap().state == "completed"
     })
     .await;
     assert_eq!(listed(&h).await.len(), 4);

@@ -232,7 +232,7 @@ async fn a_message_that_keeps_coming_back_is_dead_lettered_not_run(pool: PgPool)
         ("pending", 10),
         "not run again"
     );
-    let done = h.store.read_job(&fine.to_string()).await.unwrap().unwrap();
+    let done = h.store.read_job(&fine).await.unwrap().unwrap();
     assert_eq!(done.state, "completed");
     assert_eq!(Harness::terminate(&mut w).await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
@@ -282,37 +282,20 @@ async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
     let now_job = jobs(&h, 1).await;
     h.publish(&now_job[0]).await;
     wait_until(LONG, "the due job completed", || async {
-        h.store
-            .read_job(&now_job[0].to_string())
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-            == "completed"
+        h.store.read_job(&now_job[0]).await.unwrap().unwrap().state == "completed"
     })
     .await;
     if Utc::now() < due {
         assert_eq!(
-            h.store
-                .read_job(&later.to_string())
-                .await
-                .unwrap()
-                .unwrap()
-                .state,
+            h.store.read_job(&later).await.unwrap().unwrap().state,
             "pending"
         );
     }
     wait_until(LONG, "the scheduled job completed", || async {
-        h.store
-            .read_job(&later.to_string())
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-            == "completed"
+        h.store.read_job(&later).await.unwrap().unwrap().state == "completed"
     })
     .await;
-    let row = h.store.read_job(&later.to_string()).await.unwrap().unwrap();
+    let row = h.store.read_job(&later).await.unwrap().unwrap();
     assert!(
         row.updated_at >= due,
         "ran at {} before its time {}",

@@ -2,9 +2,9 @@
 //! (spec §5, and the shared parts of the LLM path in §7.7).
 //!
 //! Everything here is a **pure function** of the loaded source rows: no I/O, no clock, no
-//! random ids. The store layer loads the sources, calls one of the `summarize_*` functions,
-//! then fills in the id, `memory_type`, `status`, `salience_json`, `does_not_apply_when_json`
-//! and the timestamps. Keeping the merge pure is what makes §5.6 hold: for the same source
+//! random ids. The store loads the sources, [`super::effect`] calls one of the `summarize_*`
+//! functions, and the store's settle fills in the id, `memory_type`, `status`, `salience_json`,
+//! `does_not_apply_when_json` and the timestamps. Keeping the merge pure is what makes §5.6 hold: for the same source
 //! rows in the same list order, the claim, confidence, authority and provenance arrays are
 //! byte-stable, and they can be unit-tested without a database.
 //!
@@ -33,8 +33,9 @@ pub const APPLIES_WHEN_SUMMARY_OF_EPISODES: &str = "summary_of_episodes";
 /// `applies_when_json` key added by the LLM path (§7.7) to record which model wrote the claim.
 pub const APPLIES_WHEN_LLM_SUMMARY: &str = "llm_summary";
 
-/// A source memory as the decay path reads it.
-#[derive(Debug, Clone, PartialEq)]
+/// A source memory as the decay path reads it. The store decodes it from the JSON its
+/// snapshot query builds, so the field names are also that JSON's keys.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct MemorySource {
     /// The memory's id; copied into `applies_when_json` and possibly the lineage fallback.
     pub id: MemoryId,
@@ -52,8 +53,8 @@ pub struct MemorySource {
     pub authority: String,
 }
 
-/// A source episode as the decay path reads it.
-#[derive(Debug, Clone, PartialEq)]
+/// A source episode as the decay path reads it (decoded like [`MemorySource`]).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct EpisodeSource {
     /// The episode's id; copied into `source_episodes_json` and `applies_when_json`.
     pub id: EpisodeId,

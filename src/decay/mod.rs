@@ -1,21 +1,29 @@
-//! The decay-job domain: kinds, summary methods, states and their wire tokens, and the
-//! conversion of a stored row into a typed job (spec §2).
+//! The decay-job domain: kinds, summary methods, states and their wire tokens, the stored
+//! record and its conversion into a typed job (spec §2), and what running a job computes.
 //!
-//! This module knows neither SQL nor AMQP. The store hands it a [`crate::store::JobRow`]; the
-//! runner turns that into a [`DecayJob`] with [`DecayJob::from_row`] and decides what to do.
+//! Pure: no SQL, no AMQP, no HTTP, no files, no clock of its own. Adapters depend on this
+//! module, never the reverse: the store converts its rows into [`JobRecord`]s and writes the
+//! [`effect`]s computed here; the runner ([`crate::runner`]) puts the two together.
+//!
+//! * [`error`]: [`DecayError`], the [`Invariant`] strings, the [`Failure`] a job is settled with.
+//! * [`compress`]: deterministic concatenation and the pessimistic merge (spec §5).
+//! * [`effect`]: a job's effect (summary memory and edges, or nothing) from its sources.
+//! * [`attestation`]: the operator envelope, canonical bytes, Ed25519 and the trust policy.
+//! * [`llm_summary`]: who may run an LLM summary and which answers are accepted (spec §7).
 
+pub mod attestation;
 pub mod compress;
+pub mod effect;
 pub mod error;
-pub mod runner;
-pub mod summary;
+pub mod llm_summary;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::ids::{DecayJobId, EpisodeId, IdParseError, MemoryId, PrincipleId};
-use crate::store::JobRow;
 
-pub use error::{DecayError, invariant};
+pub use error::{DecayError, Failure, Invariant};
 
 /// Wire token of the `none` summary method (spec §9).
 pub const SUMMARY_METHOD_NONE_WIRE: &str = "none";
@@ -119,21 +127,6 @@ impl JobStateKind {
             JobStateKind::Completed | JobStateKind::Failed | JobStateKind::Cancelled
         )
     }
-
-    /// The transition graph of DESIGN §3 rule 4. The store's conditional updates implement
-    /// exactly these edges; this function documents them and lets callers check intent.
-    pub fn can_transition_to(self, to: JobStateKind) -> bool {
-        use JobStateKind::*;
-        matches!(
-            (self, to),
-            (Pending, InProgress)
-                | (Pending, Cancelled)
-                | (InProgress, Completed)
-                | (InProgress, Failed)
-                | (InProgress, Cancelled)
-                | (InProgress, InProgress)
-        )
-    }
 }
 
 impl std::fmt::Display for JobStateKind {
@@ -186,6 +179,48 @@ pub struct DecayJob {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A `decay_jobs` row as stored: every column, wire tokens still text. The store builds it;
+/// [`DecayJob::from_record`] converts it, so a bad row becomes a typed [`ConversionError`]
+/// instead of a failed query. The claim columns (attempts, token, lease) are ours (DESIGN §3).
+/// Serialised as is by `jobs list|show --json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    pub id: DecayJobId,
+    pub kind: String,
+    pub summary_method: String,
+    pub source_ids_json: Value,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub result_memory_id: Option<String>,
+    pub scheduled_for: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_at: DateTime<Utc>,
+    /// Claims made so far.
+    pub attempts: i32,
+    /// Fencing token of the current claim.
+    pub claim_token: Option<Uuid>,
+    /// Which runner holds (or last held) the claim.
+    pub claimed_by: Option<String>,
+    /// When an `in_progress` claim may be recovered.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The stable invariant of a failure.
+    pub failure_code: Option<String>,
+    /// When the job's message was last published (the reconciler's clock).
+    pub last_published_at: Option<DateTime<Utc>>,
+    /// Why an operator cancelled it.
+    pub cancel_reason: Option<String>,
+    /// The operator key that attested an LLM summary.
+    pub attestation_key_id: Option<String>,
+}
+
+impl JobRecord {
+    /// The state, when its wire token is known.
+    pub fn state_kind(&self) -> Option<JobStateKind> {
+        JobStateKind::from_wire(&self.state)
+    }
+}
+
 /// Why a stored row cannot become a typed job. Display texts are exact (spec §2.6).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConversionError {
@@ -203,6 +238,17 @@ pub enum ConversionError {
     InvalidId(#[from] IdParseError),
     #[error("decay job in `failed` state must carry a non-empty state_reason")]
     MissingFailedReason,
+}
+
+impl ConversionError {
+    /// The job's own error for a row that cannot be converted (`decay.job.malformed`): such a
+    /// row is settled `failed` instead of blocking the queue head forever (spec §11.5).
+    pub fn for_job(&self, id: &DecayJobId) -> DecayError {
+        DecayError::violation(
+            Invariant::JobMalformed,
+            format!("decay job {id} row malformed: {self}"),
+        )
+    }
 }
 
 /// Blank means empty after trimming Unicode whitespace.
@@ -287,8 +333,8 @@ pub fn convert_sources(
 }
 
 impl DecayJob {
-    /// Row -> typed job, in the order of spec §2.6: source shape, kind, method, ids, state.
-    pub fn from_row(row: &JobRow) -> Result<DecayJob, ConversionError> {
+    /// Record -> typed job, in the order of spec §2.6: source shape, kind, method, ids, state.
+    pub fn from_record(row: &JobRecord) -> Result<DecayJob, ConversionError> {
         let (kind, summary_method, sources) =
             convert_sources(&row.kind, &row.summary_method, &row.source_ids_json)?;
         let state = match JobStateKind::from_wire(&row.state) {
@@ -309,7 +355,7 @@ impl DecayJob {
             None => return Err(ConversionError::UnknownStateWire(row.state.clone())),
         };
         Ok(DecayJob {
-            id: DecayJobId::parse(&row.id)?,
+            id: row.id,
             kind,
             summary_method,
             sources,
@@ -322,16 +368,6 @@ impl DecayJob {
     }
 }
 
-/// Canonical compact JSON of a source list, as stored in `source_ids_json`.
-pub fn sources_to_json(sources: &JobSources) -> Value {
-    let strings: Vec<String> = match sources {
-        JobSources::Episodes(ids) => ids.iter().map(ToString::to_string).collect(),
-        JobSources::Memories(ids) => ids.iter().map(ToString::to_string).collect(),
-        JobSources::Principle(id) => vec![id.to_string()],
-    };
-    Value::from(strings)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,12 +377,12 @@ mod tests {
     const E: &str = "epi_01ARZ3NDEKTSV4RRFFQ69G5FAV";
     const P: &str = "prn_01ARZ3NDEKTSV4RRFFQ69G5FAV";
 
-    fn row(kind: &str, method: &str, src: Value, state: &str) -> JobRow {
+    fn row(kind: &str, method: &str, src: Value, state: &str) -> JobRecord {
         let t = DateTime::parse_from_rfc3339("2026-05-13T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        JobRow {
-            id: "dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        JobRecord {
+            id: DecayJobId::parse("dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
             kind: kind.into(),
             summary_method: method.into(),
             source_ids_json: src,
@@ -368,8 +404,8 @@ mod tests {
         }
     }
 
-    fn err(r: &JobRow) -> String {
-        DecayJob::from_row(r).unwrap_err().to_string()
+    fn err(r: &JobRecord) -> String {
+        DecayJob::from_record(r).unwrap_err().to_string()
     }
 
     #[test]
@@ -394,21 +430,8 @@ mod tests {
     }
 
     #[test]
-    fn transitions_follow_the_graph() {
-        use JobStateKind::*;
-        assert!(Pending.can_transition_to(InProgress));
-        assert!(InProgress.can_transition_to(InProgress));
-        assert!(!Pending.can_transition_to(Completed));
-        for t in [Completed, Failed, Cancelled] {
-            for to in JobStateKind::ALL {
-                assert!(!t.can_transition_to(to), "{t} -> {to}");
-            }
-        }
-    }
-
-    #[test]
     fn converts_each_kind() {
-        let j = DecayJob::from_row(&row(
+        let j = DecayJob::from_record(&row(
             "candidate_compression",
             "deterministic_concatenate",
             json!([M]),
@@ -419,7 +442,7 @@ mod tests {
             j.sources,
             JobSources::Memories(vec![MemoryId::parse(M).unwrap()])
         );
-        let j = DecayJob::from_row(&row(
+        let j = DecayJob::from_record(&row(
             "episode_compression",
             "llm_summary",
             json!([E]),
@@ -427,7 +450,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(j.summary_method, SummaryMethod::LlmSummary);
-        let j = DecayJob::from_row(&row(
+        let j = DecayJob::from_record(&row(
             "expired_principle_review",
             "none",
             json!([P]),
@@ -438,7 +461,6 @@ mod tests {
             j.sources,
             JobSources::Principle(PrincipleId::parse(P).unwrap())
         );
-        assert_eq!(sources_to_json(&j.sources), json!([P]));
     }
 
     #[test]
@@ -514,7 +536,7 @@ mod tests {
         );
         failed.state_reason = Some(" x ".into());
         assert_eq!(
-            DecayJob::from_row(&failed).unwrap().state,
+            DecayJob::from_record(&failed).unwrap().state,
             JobState::Failed {
                 reason: " x ".into()
             }
@@ -524,7 +546,7 @@ mod tests {
     #[test]
     fn empty_compression_array_converts() {
         // The store rejects it; the conversion layer accepts it (spec §2.6).
-        let j = DecayJob::from_row(&row(
+        let j = DecayJob::from_record(&row(
             "candidate_compression",
             "deterministic_concatenate",
             json!([]),

@@ -3,6 +3,10 @@
 //! Every state change is a conditional `UPDATE` whose `WHERE` names the state (and, once a job
 //! is claimed, the claim's fencing token) it expects, so concurrent workers can never both win,
 //! and an update that matches no row is reported, never ignored (DESIGN §3).
+//!
+//! The store speaks the domain's language: ids are typed, rows come back as
+//! [`crate::decay::JobRecord`]s and source structs, and what a settle writes is the domain's
+//! effect. sqlx's row types stay in here.
 
 mod dead_letters;
 mod jobs;
@@ -15,10 +19,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use dead_letters::{DeadLetterRow, DeadLetterSelector, NewDeadLetter, TakenDeadLetters};
 pub use jobs::{
-    CancelOutcome, ClaimedJob, JobRow, JobSnapshot, JobStats, MemorySummaryInsert, NewJob,
-    SettleOutcome, SummaryEdges,
+    CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob, SettleEffect, SettleGuard,
+    SettleOutcome,
 };
-pub use memories::{MemoryRow, NewEpisode, NewMemory, NewPrinciple};
+pub use memories::{NewEpisode, NewMemory, NewPrinciple};
 
 /// Errors of the store. The worker decides retry vs. fail from [`StoreError::is_transient`].
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +107,6 @@ impl Store {
     /// Wrap an existing pool (tests get theirs from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Store {
         Store { pool }
-    }
-
-    /// The underlying pool, for tests and benchmarks that need raw access.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// Apply pending migrations. sqlx holds a PostgreSQL advisory lock while migrating, so

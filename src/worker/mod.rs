@@ -13,19 +13,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::broker::message::parse_body;
 use crate::broker::producer::Producer;
-use crate::broker::{BrokerConfig, JobDelivery, Session, describe};
-use crate::decay::runner::{RunOutcome, Runner};
+use crate::broker::{BrokerConfig, BrokerError, JobDelivery, Session, describe};
 use crate::ids::DecayJobId;
 use crate::retry;
-use crate::store::Store;
-use outcome::{Action, REASON_DELIVERY_LIMIT, REASON_MALFORMED, RetryPolicy, classify};
+use crate::runner::{RunError, RunOutcome, Runner};
+use crate::store::{Store, StoreError};
+use outcome::{Action, DeadLetterReason, RetryPolicy, RetryReason, classify};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -221,13 +221,16 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
 }
 
 /// The `outcome` label of `decay_jobs_total`: what happened to the job and its message.
-fn outcome_label(
-    r: &Result<RunOutcome, crate::decay::DecayError>,
-    action: &Action,
-) -> &'static str {
+fn outcome_label(r: &Result<RunOutcome, RunError>, action: &Action) -> &'static str {
     match (action, r) {
         (Action::DeadLetter { .. }, _) => "dead_lettered",
-        (Action::Retry { why: "not_due", .. }, _) => "deferred",
+        (
+            Action::Retry {
+                why: RetryReason::NotDue,
+                ..
+            },
+            _,
+        ) => "deferred",
         (Action::Retry { .. }, _) => "retried",
         (Action::Ack, Ok(RunOutcome::Completed { .. })) => "completed",
         (Action::Ack, Ok(RunOutcome::AlreadyTerminal { .. })) => "noop",
@@ -256,7 +259,7 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
                 tracing::warn!(reason = %e, "malformed message");
                 metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
                 Action::DeadLetter {
-                    reason: REASON_MALFORMED,
+                    reason: DeadLetterReason::MalformedMessage,
                     detail: e.to_string(),
                 }
             }
@@ -298,7 +301,7 @@ async fn crash_loop(ctx: &Ctx, id: &DecayJobId) -> Option<Action> {
         Ok(Some(n)) if n >= i32::try_from(ctx.cfg.redelivery_limit).unwrap_or(i32::MAX) => {
             metrics::counter!("decay_jobs_total", "outcome" => "dead_lettered").increment(1);
             Some(Action::DeadLetter {
-                reason: REASON_DELIVERY_LIMIT,
+                reason: DeadLetterReason::DeliveryLimit,
                 detail: format!(
                     "redelivered {n} times without being settled (whatever runs it keeps dying); the job stays pending"
                 ),
@@ -335,7 +338,8 @@ async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
     let settled = match &action {
         Action::Ack => session.ack(d).await,
         Action::Retry { after, why } => {
-            metrics::counter!("decay_retries_total", "why" => *why).increment(1);
+            let why = why.label();
+            metrics::counter!("decay_retries_total", "why" => why).increment(1);
             match session.publish_retry(d, *after).await {
                 Ok(tier) => {
                     tracing::info!(
@@ -350,7 +354,8 @@ async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
             }
         }
         Action::DeadLetter { reason, detail } => {
-            metrics::counter!("decay_dead_letters_total", "reason" => *reason).increment(1);
+            let reason = reason.as_str();
+            metrics::counter!("decay_dead_letters_total", "reason" => reason).increment(1);
             match session.publish_dead(d, reason, detail).await {
                 Ok(()) => {
                     tracing::warn!(reason, detail = %detail, "dead-lettered");
@@ -370,23 +375,32 @@ async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
     }
 }
 
+/// Why a reconcile pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 /// Republish jobs whose message may be lost, once. Returns how many were republished.
 pub async fn reconcile_once(
     store: &Store,
     producer: &mut Producer,
     stale_after: Duration,
     limit: i64,
-) -> anyhow::Result<usize> {
+) -> Result<usize, ReconcileError> {
     let now = Utc::now();
-    let stale = chrono::Duration::from_std(stale_after)?;
-    let ids = store.list_stranded(now, now - stale, limit).await?;
-    let mut done = Vec::new();
-    for raw in &ids {
-        let Ok(id) = DecayJobId::parse(raw) else {
-            continue;
-        };
+    let published_before = chrono::Duration::from_std(stale_after)
+        .ok()
+        .and_then(|stale| now.checked_sub_signed(stale))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let ids = store.list_stranded(now, published_before, limit).await?;
+    let mut done = Vec::with_capacity(ids.len());
+    for id in ids {
         producer.publish(&id).await?;
-        done.push(raw.clone());
+        done.push(id);
     }
     store.mark_published(&done, now).await?;
     if !done.is_empty() {
@@ -412,7 +426,7 @@ async fn reconcile_loop(
             _ = shutdown.wait_for(|s| *s) => break,
         }
         if let Err(e) = reconcile_once(&store, &mut producer, stale_after, 1000).await {
-            tracing::warn!(error = %crate::telemetry::redact(&format!("{e:#}")), "reconcile failed");
+            tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "reconcile failed");
         }
     }
     producer.close().await;

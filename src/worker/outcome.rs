@@ -5,19 +5,63 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::decay::DecayError;
 use crate::retry;
-use crate::decay::runner::RunOutcome;
+use crate::runner::{RunError, RunOutcome};
 
-/// Dead-letter reason of a body that is not a job message.
-pub const REASON_MALFORMED: &str = "malformed_message";
-/// Dead-letter reason of an id that stayed unknown after the not-found retries.
-pub const REASON_NOT_FOUND: &str = "job_not_found";
-/// Dead-letter reason of a runner error that persisted through its retries.
-pub const REASON_RUNNER_ERROR: &str = "runner_error";
-/// Dead-letter reason of a message redelivered (returned unacked) too often: whatever
-/// handles it keeps dying. The broker uses the same name for its own delivery limit.
-pub const REASON_DELIVERY_LIMIT: &str = "delivery_limit";
+/// Why a delivery waits in a retry tier. The label is the `why` of `decay_retries_total` and
+/// of the "retry scheduled" log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Another runner holds a live claim: wait for its lease.
+    InProgress,
+    /// `scheduled_for` is in the future: wait until then (a deferral, not a failure).
+    NotDue,
+    /// No such job yet: the producer may not have committed the row.
+    NotFound,
+    /// The database (or the network to it) failed: the job is untouched.
+    Transient,
+    /// The runner failed for another reason.
+    RunnerError,
+}
+
+impl RetryReason {
+    pub const fn label(self) -> &'static str {
+        match self {
+            RetryReason::InProgress => "in_progress",
+            RetryReason::NotDue => "not_due",
+            RetryReason::NotFound => "not_found",
+            RetryReason::Transient => "transient",
+            RetryReason::RunnerError => "runner_error",
+        }
+    }
+}
+
+/// Why a delivery is parked in the dead-letter queue: the `x-decay-reason` header and the
+/// `reason` label of `decay_dead_letters_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// The body is not a job message.
+    MalformedMessage,
+    /// The id stayed unknown after the not-found retries.
+    JobNotFound,
+    /// A runner error persisted through its retries.
+    RunnerError,
+    /// A message redelivered (returned unacked) too often: whatever handles it keeps dying.
+    /// The broker uses the same name for its own delivery limit.
+    DeliveryLimit,
+}
+
+impl DeadLetterReason {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::MalformedMessage => "malformed_message",
+            DeadLetterReason::JobNotFound => "job_not_found",
+            DeadLetterReason::RunnerError => "runner_error",
+            DeadLetterReason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
 
 /// What to do with a delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,10 +69,10 @@ pub enum Action {
     /// The job is settled (or was already): ack.
     Ack,
     /// Wait and try again: re-publish to a retry tier, then ack.
-    Retry { after: Duration, why: &'static str },
+    Retry { after: Duration, why: RetryReason },
     /// Park in the dead-letter queue with a reason, then ack.
     DeadLetter {
-        reason: &'static str,
+        reason: DeadLetterReason,
         detail: String,
     },
 }
@@ -43,11 +87,16 @@ pub struct RetryPolicy {
     pub runner_error_retries: u32,
 }
 
+/// Default retries of an unknown job id.
+pub const DEFAULT_NOT_FOUND_RETRIES: u32 = 5;
+/// Default retries of a non-transient runner error.
+pub const DEFAULT_RUNNER_ERROR_RETRIES: u32 = 5;
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            not_found_retries: 5,
-            runner_error_retries: 5,
+            not_found_retries: DEFAULT_NOT_FOUND_RETRIES,
+            runner_error_retries: DEFAULT_RUNNER_ERROR_RETRIES,
         }
     }
 }
@@ -58,7 +107,7 @@ fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
 
 /// Decide the action for a runner result. `attempt` counts our earlier re-publishes.
 pub fn classify(
-    result: &Result<RunOutcome, DecayError>,
+    result: &Result<RunOutcome, RunError>,
     attempt: u32,
     now: DateTime<Utc>,
     policy: &RetryPolicy,
@@ -72,30 +121,30 @@ pub fn classify(
         ) => Action::Ack,
         Ok(RunOutcome::InProgress { lease_expires_at }) => Action::Retry {
             after: until(*lease_expires_at, now).max(Duration::from_secs(1)),
-            why: "in_progress",
+            why: RetryReason::InProgress,
         },
         Ok(RunOutcome::NotDue { scheduled_for }) => Action::Retry {
             after: until(*scheduled_for, now),
-            why: "not_due",
+            why: RetryReason::NotDue,
         },
         Ok(RunOutcome::NotFound) if attempt < policy.not_found_retries => Action::Retry {
             after: retry::delay_for(attempt),
-            why: "not_found",
+            why: RetryReason::NotFound,
         },
         Ok(RunOutcome::NotFound) => Action::DeadLetter {
-            reason: REASON_NOT_FOUND,
+            reason: DeadLetterReason::JobNotFound,
             detail: format!("job not found after {attempt} retries"),
         },
         Err(e) if e.is_transient() => Action::Retry {
             after: retry::delay_for(attempt),
-            why: "transient",
+            why: RetryReason::Transient,
         },
         Err(_) if attempt < policy.runner_error_retries => Action::Retry {
             after: retry::delay_for(attempt),
-            why: "runner_error",
+            why: RetryReason::RunnerError,
         },
         Err(e) => Action::DeadLetter {
-            reason: REASON_RUNNER_ERROR,
+            reason: DeadLetterReason::RunnerError,
             detail: crate::telemetry::redact(&e.to_string()),
         },
     }
@@ -104,13 +153,37 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decay::JobStateKind;
+    use crate::decay::{DecayError, Invariant, JobStateKind};
     use crate::store::StoreError;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-05-13T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn labels_are_exact() {
+        use RetryReason::*;
+        assert_eq!(
+            [InProgress, NotDue, NotFound, Transient, RunnerError].map(RetryReason::label),
+            [
+                "in_progress",
+                "not_due",
+                "not_found",
+                "transient",
+                "runner_error"
+            ]
+        );
+        assert_eq!(
+            [
+                DeadLetterReason::MalformedMessage,
+                DeadLetterReason::JobNotFound,
+                DeadLetterReason::RunnerError
+            ]
+            .map(DeadLetterReason::as_str),
+            ["malformed_message", "job_not_found", "runner_error"]
+        );
     }
 
     #[test]
@@ -124,7 +197,7 @@ mod tests {
                 state: JobStateKind::Failed,
             },
             RunOutcome::Failed {
-                code: "c".into(),
+                code: Invariant::RunnerFailure,
                 reason: "r".into(),
             },
             RunOutcome::ClaimLost,
@@ -148,7 +221,7 @@ mod tests {
             ),
             Action::Retry {
                 after: Duration::from_secs(25),
-                why: "in_progress"
+                why: RetryReason::InProgress
             }
         );
         assert_eq!(
@@ -162,7 +235,7 @@ mod tests {
             ),
             Action::Retry {
                 after: Duration::from_secs(1),
-                why: "in_progress"
+                why: RetryReason::InProgress
             }
         );
         let at = now() + chrono::Duration::seconds(3);
@@ -170,7 +243,7 @@ mod tests {
             classify(&Ok(RunOutcome::NotDue { scheduled_for: at }), 7, now(), &p),
             Action::Retry {
                 after: Duration::from_secs(3),
-                why: "not_due"
+                why: RetryReason::NotDue
             }
         );
     }
@@ -184,14 +257,14 @@ mod tests {
         assert!(matches!(
             classify(&Ok(RunOutcome::NotFound), 1, now(), &p),
             Action::Retry {
-                why: "not_found",
+                why: RetryReason::NotFound,
                 ..
             }
         ));
         assert!(matches!(
             classify(&Ok(RunOutcome::NotFound), 2, now(), &p),
             Action::DeadLetter {
-                reason: REASON_NOT_FOUND,
+                reason: DeadLetterReason::JobNotFound,
                 ..
             }
         ));
@@ -203,17 +276,17 @@ mod tests {
             not_found_retries: 1,
             runner_error_retries: 1,
         };
-        let transient = Err(DecayError::Store(StoreError::Database(
+        let transient = Err(RunError::Store(StoreError::Database(
             sqlx::Error::PoolTimedOut,
         )));
         assert!(matches!(
             classify(&transient, 1000, now(), &p),
             Action::Retry {
-                why: "transient",
+                why: RetryReason::Transient,
                 ..
             }
         ));
-        let other = Err(DecayError::Validation("x".into()));
+        let other = Err(RunError::Job(DecayError::Validation("x".into())));
         assert!(matches!(
             classify(&other, 0, now(), &p),
             Action::Retry { .. }
@@ -221,7 +294,7 @@ mod tests {
         assert!(matches!(
             classify(&other, 1, now(), &p),
             Action::DeadLetter {
-                reason: REASON_RUNNER_ERROR,
+                reason: DeadLetterReason::RunnerError,
                 ..
             }
         ));

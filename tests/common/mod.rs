@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use decay_worker::decay::runner::{Runner, RunnerConfig};
-use decay_worker::decay::summary::attestation::TrustPolicy;
-use decay_worker::decay::summary::backend::{NoopBackend, SummaryBackend};
+use decay_worker::decay::attestation::TrustPolicy;
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
+use decay_worker::llm::{NoopBackend, SummaryBackend};
+use decay_worker::runner::{Runner, RunnerConfig};
 use decay_worker::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
-use serde_json::json;
+use serde_json::{Value, json};
+use sqlx::PgPool;
 
 pub mod harness;
 
@@ -121,4 +122,59 @@ pub async fn candidate_job(store: &Store, at: DateTime<Utc>) -> DecayJobId {
         at,
     )
     .await
+}
+
+/// A memory row as the tests inspect it (the columns a summary writes).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MemoryRow {
+    pub id: String,
+    pub memory_type: String,
+    pub status: String,
+    pub claim: String,
+    pub source_episodes_json: Value,
+    pub source_events_json: Value,
+    pub domains_json: Value,
+    pub salience_json: Value,
+    pub confidence: f64,
+    pub authority: String,
+    pub applies_when_json: Value,
+    pub does_not_apply_when_json: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub produced_by_job_id: Option<String>,
+}
+
+/// Read one memory.
+pub async fn read_memory(pool: &PgPool, id: &MemoryId) -> Option<MemoryRow> {
+    sqlx::query_as(
+        "SELECT id, memory_type, status, claim, source_episodes_json, source_events_json,
+                domains_json, salience_json, confidence, authority, applies_when_json,
+                does_not_apply_when_json, created_at, updated_at, produced_by_job_id
+           FROM memories WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// Number of summary memories written by a job (0 or 1 by construction).
+pub async fn count_summaries(pool: &PgPool, job: &DecayJobId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM memories WHERE produced_by_job_id = $1")
+        .bind(job.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Number of supersession edges (memory and episode) tagged with a job.
+pub async fn count_edges(pool: &PgPool, job: &DecayJobId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM memory_supersessions WHERE decay_job_id = $1)
+              + (SELECT count(*) FROM episode_supersessions WHERE decay_job_id = $1)",
+    )
+    .bind(job.to_string())
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }

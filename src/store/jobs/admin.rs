@@ -1,0 +1,183 @@
+//! Reading and managing jobs outside a run: reads and lists, cancel, the reconciler's queries,
+//! and the counts of `jobs stats`.
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    READY_ORDER, Sql, push_lease_expired, push_pending_due, push_unlocked, select_jobs_where,
+};
+use crate::decay::{JobRecord, JobStateKind};
+use crate::ids::DecayJobId;
+use crate::store::{Store, StoreError};
+
+/// How a cancel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled { from: JobStateKind },
+    NotFound,
+    Terminal { state: JobStateKind },
+}
+
+/// Counts for `jobs stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobStats {
+    /// (state, kind, count)
+    pub by_state_kind: Vec<(String, String, i64)>,
+    /// (failure_code, count)
+    pub failures_by_code: Vec<(String, i64)>,
+    pub oldest_pending_scheduled_for: Option<DateTime<Utc>>,
+    pub expired_leases: i64,
+}
+
+/// A state column's wire token as the typed state; the table's `CHECK` keeps it in the
+/// alphabet.
+fn state_of(wire: &str) -> Result<JobStateKind, StoreError> {
+    JobStateKind::from_wire(wire)
+        .ok_or_else(|| StoreError::Validation(format!("unknown decay job state wire `{wire}`")))
+}
+
+impl Store {
+    /// Read one job; `None` when absent.
+    pub async fn read_job(&self, id: &DecayJobId) -> Result<Option<JobRecord>, StoreError> {
+        let mut q = select_jobs_where();
+        q.push("id = ").push_bind(id.to_string());
+        Ok(q.build_query_as().fetch_optional(&self.pool).await?)
+    }
+
+    /// Up to `limit` ready pending jobs (`scheduled_for <= now`, inclusive), in pick-up
+    /// order. Served by a partial index, so terminal rows cost nothing.
+    pub async fn list_pending_ready(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut q = select_jobs_where();
+        push_pending_due(&mut q, now);
+        q.push(READY_ORDER).push(" LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Every job in `state`, in pick-up order.
+    pub async fn list_jobs_by_state(
+        &self,
+        state: JobStateKind,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut q = select_jobs_where();
+        q.push("state = ")
+            .push_bind(state.wire())
+            .push(READY_ORDER)
+            .push(" LIMIT ")
+            .push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Cancel a `pending` or `in_progress` job and store why. A runner still working on it
+    /// then fails its settle guard and writes nothing.
+    pub async fn cancel_job(
+        &self,
+        id: &DecayJobId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CancelOutcome, StoreError> {
+        let from: Option<String> = sqlx::query_scalar(
+            "WITH prev AS (SELECT id, state FROM decay_jobs WHERE id = $1 FOR UPDATE)
+             UPDATE decay_jobs j
+                SET state = 'cancelled', cancel_reason = $2, updated_at = $3,
+                    lease_expires_at = NULL
+               FROM prev
+              WHERE j.id = prev.id AND prev.state IN ('pending', 'in_progress')
+          RETURNING prev.state",
+        )
+        .bind(id.to_string())
+        .bind(reason)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(from) = from {
+            return Ok(CancelOutcome::Cancelled {
+                from: state_of(&from)?,
+            });
+        }
+        Ok(match self.read_job(id).await? {
+            None => CancelOutcome::NotFound,
+            Some(record) => CancelOutcome::Terminal {
+                state: state_of(&record.state)?,
+            },
+        })
+    }
+
+    /// Record that a message for these jobs was published (the reconciler's clock).
+    pub async fn mark_published(
+        &self,
+        ids: &[DecayJobId],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // A row being settled right now is skipped rather than waited for: it is about to be
+        // terminal, and last_published_at is only the reconciler's hint.
+        let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut q = Sql::new("UPDATE decay_jobs SET last_published_at = ");
+        q.push_bind(now).push(" WHERE id IN ");
+        push_unlocked(&mut q, |q| {
+            q.push("id = ANY(").push_bind(keys).push(")");
+        });
+        q.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Jobs whose message may be lost: `pending` and due with no publish since
+    /// `published_before`, and `in_progress` whose lease expired by `now`. Oldest first.
+    pub async fn list_stranded(
+        &self,
+        now: DateTime<Utc>,
+        published_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DecayJobId>, StoreError> {
+        let mut q = Sql::new("(SELECT id FROM decay_jobs WHERE ");
+        push_pending_due(&mut q, now);
+        q.push(" AND coalesce(last_published_at, created_at) < ")
+            .push_bind(published_before)
+            .push(READY_ORDER)
+            .push(" LIMIT ")
+            .push_bind(limit)
+            .push(") UNION ALL (SELECT id FROM decay_jobs WHERE ");
+        push_lease_expired(&mut q, now);
+        q.push(" AND (last_published_at IS NULL OR last_published_at < ")
+            .push_bind(published_before)
+            .push(") ORDER BY lease_expires_at LIMIT ")
+            .push_bind(limit)
+            .push(")");
+        let ids: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
+        ids.iter()
+            .map(|id| DecayJobId::parse(id).map_err(|e| StoreError::Validation(e.to_string())))
+            .collect()
+    }
+
+    /// Counts by state and kind, failures by code, the oldest pending job.
+    pub async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError> {
+        let by_state_kind: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT state, kind, count(*) FROM decay_jobs GROUP BY state, kind ORDER BY state, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let failures_by_code: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT failure_code, count(*) FROM decay_jobs WHERE state = 'failed'
+              GROUP BY failure_code ORDER BY count(*) DESC, failure_code",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let oldest_pending_scheduled_for: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT min(scheduled_for) FROM decay_jobs WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        let mut q = Sql::new("SELECT count(*) FROM decay_jobs WHERE ");
+        push_lease_expired(&mut q, now);
+        let expired_leases: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(JobStats {
+            by_state_kind,
+            failures_by_code,
+            oldest_pending_scheduled_for,
+            expired_leases,
+        })
+    }
+}
