@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{BrokerArgs, DatabaseArgs, LlmArgs, RunnerArgs, WorkerArgs};
+use crate::config::{BrokerArgs, DatabaseArgs, DurationArg, LlmArgs, RunnerArgs, WorkerArgs};
 use crate::decay::{JobKind, JobStateKind};
 use crate::telemetry::LogFormat;
+use crate::worker::DEFAULT_RECONCILE_STALE_AFTER;
 
 /// decay-worker: runs memory-decay jobs against PostgreSQL, fed by job-id messages over RabbitMQ.
 #[derive(Debug, Parser)]
@@ -61,14 +62,14 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     /// Address of the /healthz, /readyz and /metrics listener (port 0 picks a free port).
-    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = crate::http::DEFAULT_ADDR)]
     pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// The worker's listener address; only its port is used (the probe goes to 127.0.0.1).
-    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "DECAY_HTTP_ADDR", default_value = crate::http::DEFAULT_ADDR)]
     pub http_addr: std::net::SocketAddr,
 }
 
@@ -90,8 +91,8 @@ pub struct ReconcileArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// Republish pending jobs whose last publish is older than this.
-    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value = "10m", value_parser = crate::config::parse_duration)]
-    pub stale_after: std::time::Duration,
+    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value_t = DurationArg(DEFAULT_RECONCILE_STALE_AFTER))]
+    pub stale_after: DurationArg,
     /// At most this many jobs per run.
     #[arg(long, default_value_t = 10_000)]
     pub limit: i64,

@@ -14,6 +14,7 @@ use crate::cli::{
     JobsCommand, JobsListArgs, JobsShowArgs, JobsStatsArgs, KindArg, MethodArg, ReconcileArgs,
     RunArgs, ScheduleArgs,
 };
+use crate::config::{COMMAND_CONNECTIONS, CONSUME_EXTRA_CONNECTIONS, RUN_CONNECTIONS};
 use crate::decay::attestation::{prompt_template_digest, sign_envelope, verify};
 use crate::decay::{Invariant, JobKind, JobRecord, JobStateKind, SummaryMethod};
 use crate::ids::{DecayJobId, MemoryId};
@@ -87,7 +88,7 @@ impl From<crate::demo::DemoError> for CliError {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Migrate(a) => {
-            let store = connect_store(&a.db, 2).await?;
+            let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
             store.migrate().await?;
             eprintln!("migrations applied");
             Ok(())
@@ -241,7 +242,7 @@ async fn schedule(a: ScheduleArgs) -> Result<(), CliError> {
         }
     }
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     store.insert_job(&job).await?;
     if !a.no_publish {
         let mut producer = Producer::new(broker, "decay-worker schedule");
@@ -312,7 +313,7 @@ fn outcome_token(o: &RunOutcome) -> &'static str {
 async fn run_job(a: RunArgs) -> Result<(), CliError> {
     let cfg = a.runner.runner_config().map_err(CliError::usage)?;
     let requested = a.job_id.as_deref().map(parse_job_id).transpose()?;
-    let store = connect_store(&a.db, 3).await?;
+    let store = connect_store(&a.db, RUN_CONNECTIONS).await?;
     let backend = a
         .llm
         .backend()
@@ -430,7 +431,7 @@ fn job_json(row: &JobRecord) -> Value {
 }
 
 async fn jobs_list(a: JobsListArgs) -> Result<(), CliError> {
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let states: Vec<JobStateKind> = if a.state.is_empty() {
         JobStateKind::ALL.to_vec()
     } else {
@@ -473,7 +474,7 @@ async fn jobs_list(a: JobsListArgs) -> Result<(), CliError> {
 
 async fn jobs_show(a: JobsShowArgs) -> Result<(), CliError> {
     let id = parse_job_id(&a.id)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let Some(row) = store.read_job(&id).await? else {
         return Err(CliError::precondition(
             "decay.status.job_not_found",
@@ -518,7 +519,7 @@ async fn jobs_cancel(a: JobsCancelArgs) -> Result<(), CliError> {
         return Err(CliError::usage("--reason must not be blank"));
     }
     let id = parse_job_id(&a.id)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     match store.cancel_job(&id, &a.reason, Utc::now()).await? {
         CancelOutcome::Cancelled { from } => {
             if a.json {
@@ -542,7 +543,7 @@ async fn jobs_cancel(a: JobsCancelArgs) -> Result<(), CliError> {
 }
 
 async fn jobs_stats(a: JobsStatsArgs) -> Result<(), CliError> {
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let now = Utc::now();
     let stats = store.job_stats(now).await?;
     let oldest_age = stats
@@ -605,7 +606,7 @@ async fn consume(a: ConsumeArgs) -> Result<(), CliError> {
     let trust = a.llm.trust_policy().map_err(CliError::usage)?;
     let pool = u32::try_from(worker_cfg.concurrency)
         .unwrap_or(u32::MAX)
-        .saturating_add(2);
+        .saturating_add(CONSUME_EXTRA_CONNECTIONS);
     let store = Store::connect_lazy(&a.db.store_config(pool))?;
     // The HTTP endpoint comes up first, so a worker waiting for its database reports not-ready
     // instead of being invisible.
@@ -656,7 +657,7 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
         .map(|s| parse_job_id(s))
         .collect::<Result<Vec<_>, _>>()?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let mut producer = Producer::new(broker, "decay-worker enqueue");
     let mut published = Vec::new();
     for id in &ids {
@@ -684,9 +685,9 @@ async fn enqueue(a: EnqueueArgs) -> Result<(), CliError> {
 
 async fn reconcile(a: ReconcileArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let mut producer = Producer::new(broker, "decay-worker reconcile");
-    let n = crate::worker::reconcile_once(&store, &mut producer, a.stale_after, a.limit).await;
+    let n = crate::worker::reconcile_once(&store, &mut producer, a.stale_after.0, a.limit).await;
     producer.close().await;
     let n = n?;
     if a.json {
@@ -805,7 +806,7 @@ fn letter_json(l: &DeadLetterRow) -> Value {
 
 async fn dead_letters_list(a: DeadLettersListArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     if let Some(session) = collect_dead_letters(&broker, &store).await {
         session.close().await;
     }
@@ -828,7 +829,7 @@ async fn dead_letters_list(a: DeadLettersListArgs) -> Result<(), CliError> {
 async fn dead_letters_requeue(a: DeadLettersPickArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let which = dead_letter_selector(&a)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     let Some(session) = collect_dead_letters(&broker, &store).await else {
         return Err(CliError::internal(
             "cannot requeue: the broker is unreachable (see the warning above)",
@@ -860,7 +861,7 @@ async fn dead_letters_requeue(a: DeadLettersPickArgs) -> Result<(), CliError> {
 async fn dead_letters_purge(a: DeadLettersPickArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let which = dead_letter_selector(&a)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     if let Some(session) = collect_dead_letters(&broker, &store).await {
         session.close().await;
     }
@@ -893,7 +894,7 @@ async fn health(a: HealthArgs) -> Result<(), CliError> {
 
 async fn demo(a: DemoArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
-    let store = connect_store(&a.db, 2).await?;
+    let store = connect_store(&a.db, COMMAND_CONNECTIONS).await?;
     store.migrate().await?;
     let ids = crate::demo::run(&store, broker, a.jobs).await?;
     eprintln!(

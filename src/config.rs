@@ -1,13 +1,72 @@
-//! Typed settings with documented defaults. Every knob is a flag with an environment-variable
-//! twin (clap `env`), so containers are configured through the environment alone. Values are
-//! validated at start, before anything connects.
+//! Typed settings. Every knob is a flag with an environment-variable twin (clap `env`), so
+//! containers are configured through the environment alone. Values are validated at start,
+//! before anything connects.
+//!
+//! Each default is declared once, as a constant beside the settings type it belongs to
+//! (`runner::DEFAULT_LEASE`, `broker::DEFAULT_DELIVERY_LIMIT`, ...); the flags here show and
+//! use those constants.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::runner::{RunnerConfig, default_worker_id};
-use crate::store::StoreConfig;
+use crate::broker::{
+    DEFAULT_AMQP_URL, DEFAULT_BASE, DEFAULT_DELIVERY_LIMIT, DEFAULT_HEARTBEAT_SECS,
+    DEFAULT_OP_TIMEOUT,
+};
+use crate::decay::attestation::DEFAULT_MAX_FUTURE_SKEW;
+use crate::llm::openai::{
+    OPENAI_DEFAULT_BASE_URL, OPENAI_DEFAULT_MAX_TOKENS, OPENAI_DEFAULT_TIMEOUT,
+};
+use crate::runner::{
+    DEFAULT_HEARTBEAT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, RunnerConfig, default_worker_id,
+};
+use crate::store::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_DATABASE_URL, StoreConfig};
+use crate::worker::outcome::DEFAULT_NOT_FOUND_RETRIES;
+use crate::worker::{
+    DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_RECONCILE_EVERY, DEFAULT_RECONCILE_STALE_AFTER,
+    DEFAULT_SHUTDOWN_GRACE,
+};
+
+/// Pool size of a one-shot command (`migrate`, `schedule`, `jobs ...`).
+pub const COMMAND_CONNECTIONS: u32 = 2;
+/// Pool size of `run`: the job's statements and its heartbeat each need a connection.
+pub const RUN_CONNECTIONS: u32 = 3;
+/// Connections `consume` adds to its concurrency (heartbeats, the reconciler, probes).
+pub const CONSUME_EXTRA_CONNECTIONS: u32 = 2;
+
+/// A duration flag: written `500ms`, `30s`, `10m`, `2h` or as bare seconds, and shown the same
+/// way, so a default declared as a [`Duration`] constant reads naturally in `--help`: the
+/// largest unit that counts it whole at least twice (`60s`, `5m`, `2h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Duration);
+
+impl FromStr for DurationArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(DurationArg)
+    }
+}
+
+impl fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        let secs = d.as_secs();
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{}", d.as_secs_f64())
+        } else if d.subsec_millis() != 0 || secs == 0 {
+            write!(f, "{}ms", d.as_millis())
+        } else if secs >= 7200 && secs.is_multiple_of(3600) {
+            write!(f, "{}h", secs / 3600)
+        } else if secs >= 120 && secs.is_multiple_of(60) {
+            write!(f, "{}m", secs / 60)
+        } else {
+            write!(f, "{secs}s")
+        }
+    }
+}
 
 /// Parse a duration such as `500ms`, `30s`, `10m`, `2h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -40,26 +99,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// Maximum pooled database connections. Default: concurrency + 2 for `consume`, else 4.
+    /// Maximum pooled database connections. Default: concurrency + 2 for `consume`, 3 for
+    /// `run`, else 2.
     #[arg(long, env = "DECAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
     /// How long to wait for a pooled connection before treating the database as unavailable.
-    #[arg(long, env = "DECAY_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub db_acquire_timeout: Duration,
+    #[arg(long, env = "DECAY_DB_ACQUIRE_TIMEOUT", default_value_t = DurationArg(DEFAULT_ACQUIRE_TIMEOUT))]
+    pub db_acquire_timeout: DurationArg,
 }
 
 impl DatabaseArgs {
+    /// The store settings; `default_connections` is the command's pool size unless
+    /// `--db-max-connections` says otherwise.
     pub fn store_config(&self, default_connections: u32) -> StoreConfig {
         StoreConfig {
             url: self.database_url.clone(),
             max_connections: self.db_max_connections.unwrap_or(default_connections),
-            acquire_timeout: self.db_acquire_timeout,
+            acquire_timeout: self.db_acquire_timeout.0,
         }
     }
 }
@@ -68,13 +126,13 @@ impl DatabaseArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunnerArgs {
     /// Lease of a claim; a crashed runner's job is recovered this long after its last heartbeat.
-    #[arg(long, env = "DECAY_LEASE", default_value = "30s", value_parser = parse_duration)]
-    pub lease: Duration,
+    #[arg(long, env = "DECAY_LEASE", default_value_t = DurationArg(DEFAULT_LEASE))]
+    pub lease: DurationArg,
     /// Heartbeat interval of a running job (must be less than half the lease).
-    #[arg(long, env = "DECAY_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
-    pub heartbeat: Duration,
+    #[arg(long, env = "DECAY_HEARTBEAT", default_value_t = DurationArg(DEFAULT_HEARTBEAT))]
+    pub heartbeat: DurationArg,
     /// Claims allowed before an unsettled job fails with `decay.runner.attempts_exhausted`.
-    #[arg(long, env = "DECAY_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "DECAY_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: i32,
     /// Identity recorded in `claimed_by`. Default: `$HOSTNAME/pid`.
     #[arg(long, env = "DECAY_WORKER_ID")]
@@ -84,18 +142,19 @@ pub struct RunnerArgs {
 impl RunnerArgs {
     /// Validate and build the runner configuration.
     pub fn runner_config(&self) -> Result<RunnerConfig, String> {
-        if self.lease < Duration::from_millis(100) {
+        let (DurationArg(lease), DurationArg(heartbeat)) = (self.lease, self.heartbeat);
+        if lease < Duration::from_millis(100) {
             return Err("--lease must be at least 100ms".into());
         }
-        if self.heartbeat.is_zero() || self.heartbeat * 2 > self.lease {
+        if heartbeat.is_zero() || heartbeat * 2 > lease {
             return Err("--heartbeat must be positive and at most half of --lease".into());
         }
         if self.max_attempts < 1 {
             return Err("--max-attempts must be at least 1".into());
         }
         Ok(RunnerConfig {
-            lease: self.lease,
-            heartbeat_every: self.heartbeat,
+            lease,
+            heartbeat_every: heartbeat,
             max_attempts: self.max_attempts,
             worker_id: self
                 .worker_id
@@ -106,62 +165,25 @@ impl RunnerArgs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5y").unwrap_err().contains("unit"));
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn runner_args_are_validated() {
-        let mut a = RunnerArgs {
-            lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(10),
-            max_attempts: 5,
-            worker_id: Some("w1".into()),
-        };
-        assert_eq!(a.runner_config().unwrap().worker_id, "w1");
-        a.heartbeat = Duration::from_secs(20);
-        assert!(a.runner_config().is_err());
-        a.heartbeat = Duration::from_secs(10);
-        a.max_attempts = 0;
-        assert!(a.runner_config().is_err());
-    }
-}
-
 /// Broker settings.
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// AMQP URL of RabbitMQ (the password is never logged).
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
+    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Base name of the exchange and queues (`<base>`, `<base>.retry.*`, `<base>.dead`).
-    #[arg(long = "queue", env = "DECAY_QUEUE", default_value = "decay.jobs")]
+    #[arg(long = "queue", env = "DECAY_QUEUE", default_value = DEFAULT_BASE)]
     pub queue: String,
     /// Deliveries of one message before the broker dead-letters it (`delivery_limit`).
     /// Fixed when the queue is first declared; changing it later needs a new queue.
-    #[arg(long, env = "DECAY_DELIVERY_LIMIT", default_value_t = 10)]
+    #[arg(long, env = "DECAY_DELIVERY_LIMIT", default_value_t = DEFAULT_DELIVERY_LIMIT)]
     pub delivery_limit: u32,
     /// AMQP heartbeat in seconds; a dead connection is noticed within about twice this.
-    #[arg(long, env = "DECAY_AMQP_HEARTBEAT", default_value_t = 10)]
+    #[arg(long, env = "DECAY_AMQP_HEARTBEAT", default_value_t = DEFAULT_HEARTBEAT_SECS)]
     pub amqp_heartbeat: u16,
     /// Timeout of each broker operation (connect, declare, publish confirm, close).
-    #[arg(long, env = "DECAY_BROKER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub broker_timeout: Duration,
+    #[arg(long, env = "DECAY_BROKER_TIMEOUT", default_value_t = DurationArg(DEFAULT_OP_TIMEOUT))]
+    pub broker_timeout: DurationArg,
 }
 
 impl BrokerArgs {
@@ -178,7 +200,7 @@ impl BrokerArgs {
             base: base.to_string(),
             delivery_limit: self.delivery_limit,
             heartbeat_secs: self.amqp_heartbeat,
-            op_timeout: self.broker_timeout,
+            op_timeout: self.broker_timeout.0,
         })
     }
 }
@@ -187,26 +209,26 @@ impl BrokerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Unacked deliveries the broker may push to this worker.
-    #[arg(long, env = "DECAY_PREFETCH", default_value_t = 32)]
+    #[arg(long, env = "DECAY_PREFETCH", default_value_t = DEFAULT_PREFETCH)]
     pub prefetch: u16,
     /// Jobs run concurrently by this worker.
-    #[arg(long, env = "DECAY_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "DECAY_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// After SIGTERM/SIGINT, how long in-flight jobs may take to finish.
-    #[arg(long, env = "DECAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+    #[arg(long, env = "DECAY_SHUTDOWN_GRACE", default_value_t = DurationArg(DEFAULT_SHUTDOWN_GRACE))]
+    pub shutdown_grace: DurationArg,
     /// Retries of an unknown job id before it is dead-lettered as `job_not_found`.
-    #[arg(long, env = "DECAY_NOT_FOUND_RETRIES", default_value_t = 5)]
+    #[arg(long, env = "DECAY_NOT_FOUND_RETRIES", default_value_t = DEFAULT_NOT_FOUND_RETRIES)]
     pub not_found_retries: u32,
     /// Directory of operator attestations for LLM jobs, looked up as `<dir>/<job_id>.json`.
     #[arg(long, env = "DECAY_ATTESTATION_DIR")]
     pub attestation_dir: Option<std::path::PathBuf>,
     /// Run the reconciler this often inside the worker; `0` disables it.
-    #[arg(long, env = "DECAY_RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration)]
-    pub reconcile_every: Duration,
+    #[arg(long, env = "DECAY_RECONCILE_EVERY", default_value_t = DurationArg(DEFAULT_RECONCILE_EVERY))]
+    pub reconcile_every: DurationArg,
     /// A pending job whose last publish is older than this is republished by the reconciler.
-    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value = "10m", value_parser = parse_duration)]
-    pub reconcile_stale_after: Duration,
+    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value_t = DurationArg(DEFAULT_RECONCILE_STALE_AFTER))]
+    pub reconcile_stale_after: DurationArg,
 }
 
 impl WorkerArgs {
@@ -225,14 +247,14 @@ impl WorkerArgs {
         Ok(crate::worker::WorkerConfig {
             prefetch: self.prefetch,
             concurrency: self.concurrency,
-            shutdown_grace: self.shutdown_grace,
+            shutdown_grace: self.shutdown_grace.0,
             retry: crate::worker::outcome::RetryPolicy {
                 not_found_retries: self.not_found_retries,
                 ..Default::default()
             },
             attestation_dir: self.attestation_dir.clone(),
-            reconcile_every: (!self.reconcile_every.is_zero()).then_some(self.reconcile_every),
-            reconcile_stale_after: self.reconcile_stale_after,
+            reconcile_every: Some(self.reconcile_every.0).filter(|every| !every.is_zero()),
+            reconcile_stale_after: self.reconcile_stale_after.0,
             redelivery_limit: delivery_limit,
         })
     }
@@ -259,27 +281,27 @@ pub struct LlmArgs {
     #[arg(long, env = "DECAY_SUMMARY_FIXTURE")]
     pub summary_fixture: Option<std::path::PathBuf>,
     /// Base URL of the OpenAI-compatible API (`--summary-backend openai`).
-    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = crate::llm::openai::OPENAI_DEFAULT_BASE_URL)]
+    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = OPENAI_DEFAULT_BASE_URL)]
     pub openai_base_url: String,
     /// Models the OpenAI backend may call, comma-separated (an envelope pinning another is refused).
     #[arg(long, env = "DECAY_OPENAI_MODELS", value_delimiter = ',')]
     pub openai_models: Vec<String>,
     /// Timeout of one OpenAI call.
-    #[arg(long, env = "DECAY_OPENAI_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub openai_timeout: Duration,
+    #[arg(long, env = "DECAY_OPENAI_TIMEOUT", default_value_t = DurationArg(OPENAI_DEFAULT_TIMEOUT))]
+    pub openai_timeout: DurationArg,
     /// `max_tokens` of one OpenAI call.
-    #[arg(long, env = "DECAY_OPENAI_MAX_TOKENS", default_value_t = 1024)]
+    #[arg(long, env = "DECAY_OPENAI_MAX_TOKENS", default_value_t = OPENAI_DEFAULT_MAX_TOKENS)]
     pub openai_max_tokens: u32,
     /// Trusted operator keys (`{"keys":[{"key_id":..,"verifying_key_hex":..}]}`). When set, an
     /// envelope signed by any other key is rejected.
     #[arg(long, env = "DECAY_TRUSTED_OPERATOR_KEYS")]
     pub trusted_operator_keys: Option<std::path::PathBuf>,
     /// Refuse attestations whose `signed_at` is older than this (default: no limit).
-    #[arg(long, env = "DECAY_ATTESTATION_MAX_AGE", value_parser = parse_duration)]
-    pub attestation_max_age: Option<Duration>,
+    #[arg(long, env = "DECAY_ATTESTATION_MAX_AGE")]
+    pub attestation_max_age: Option<DurationArg>,
     /// How far in the future `signed_at` may be (clock skew allowance).
-    #[arg(long, env = "DECAY_ATTESTATION_MAX_SKEW", default_value = "5m", value_parser = parse_duration)]
-    pub attestation_max_skew: Duration,
+    #[arg(long, env = "DECAY_ATTESTATION_MAX_SKEW", default_value_t = DurationArg(DEFAULT_MAX_FUTURE_SKEW))]
+    pub attestation_max_skew: DurationArg,
 }
 
 impl LlmArgs {
@@ -307,7 +329,7 @@ impl LlmArgs {
                     base_url: self.openai_base_url.clone(),
                     api_key,
                     model_allowlist: self.openai_models.clone(),
-                    timeout: self.openai_timeout,
+                    timeout: self.openai_timeout.0,
                     max_tokens: self.openai_max_tokens,
                 })
                 .map_err(|e| e.to_string())?;
@@ -320,7 +342,7 @@ impl LlmArgs {
     /// The attestation trust policy, loaded and checked at start.
     pub fn trust_policy(&self) -> Result<crate::decay::attestation::TrustPolicy, String> {
         use crate::decay::attestation::TrustPolicy;
-        let to_chrono = |d: Duration| chrono::Duration::from_std(d).map_err(|e| e.to_string());
+        let to_chrono = |DurationArg(d)| chrono::Duration::from_std(d).map_err(|e| e.to_string());
         Ok(TrustPolicy {
             trusted_keys: self
                 .trusted_operator_keys
@@ -330,5 +352,83 @@ impl LlmArgs {
             max_age: self.attestation_max_age.map(to_chrono).transpose()?,
             max_future_skew: to_chrono(self.attestation_max_skew)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").unwrap_err().contains("unit"));
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn duration_args_show_what_they_parse() {
+        for (text, shown) in [
+            ("500ms", "500ms"),
+            ("30s", "30s"),
+            ("90", "90s"),
+            ("60s", "60s"),
+            ("5m", "5m"),
+            ("1h", "60m"),
+            ("10m", "10m"),
+            ("2h", "2h"),
+            ("0", "0ms"),
+            ("1.5s", "1500ms"),
+        ] {
+            let arg: DurationArg = text.parse().unwrap();
+            assert_eq!(arg.to_string(), shown, "{text}");
+            assert_eq!(shown.parse::<DurationArg>().unwrap(), arg, "{text}");
+        }
+    }
+
+    /// The flags' defaults are the settings types' own.
+    #[test]
+    fn flag_defaults_are_the_declared_ones() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            runner: RunnerArgs,
+            #[command(flatten)]
+            worker: WorkerArgs,
+        }
+        let f = Flags::try_parse_from(["x"]).unwrap();
+        let runner = f.runner.runner_config().unwrap();
+        let defaults = RunnerConfig::default();
+        assert_eq!(runner.lease, defaults.lease);
+        assert_eq!(runner.heartbeat_every, defaults.heartbeat_every);
+        assert_eq!(runner.max_attempts, defaults.max_attempts);
+        let worker = f.worker.worker_config(DEFAULT_DELIVERY_LIMIT).unwrap();
+        assert_eq!(
+            worker.retry.not_found_retries,
+            crate::worker::outcome::RetryPolicy::default().not_found_retries
+        );
+        assert_eq!(worker.reconcile_every, Some(DEFAULT_RECONCILE_EVERY));
+    }
+
+    #[test]
+    fn runner_args_are_validated() {
+        let mut a = RunnerArgs {
+            lease: DurationArg(Duration::from_secs(30)),
+            heartbeat: DurationArg(Duration::from_secs(10)),
+            max_attempts: 5,
+            worker_id: Some("w1".into()),
+        };
+        assert_eq!(a.runner_config().unwrap().worker_id, "w1");
+        a.heartbeat = DurationArg(Duration::from_secs(20));
+        assert!(a.runner_config().is_err());
+        a.heartbeat = DurationArg(Duration::from_secs(10));
+        a.max_attempts = 0;
+        assert!(a.runner_config().is_err());
     }
 }

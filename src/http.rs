@@ -16,6 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::store::Store;
 use crate::worker::Health;
 
+/// Default listener address of `/healthz`, `/readyz` and `/metrics`.
+pub const DEFAULT_ADDR: &str = "0.0.0.0:9090";
+
 /// Job duration buckets (seconds): deterministic jobs take milliseconds, LLM jobs seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,

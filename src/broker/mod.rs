@@ -44,6 +44,17 @@ pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 /// because quorum queues rewrite `x-delivery-count` when the dead-letter queue redelivers.
 pub const HEADER_DEAD_DELIVERIES: &str = "x-decay-deliveries";
 
+/// Default AMQP URL: the local broker of the test setup.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Default base name of exchanges and queues.
+pub const DEFAULT_BASE: &str = "decay.jobs";
+/// Default delivery limit.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 10;
+/// Default AMQP heartbeat, seconds.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// Default timeout of one broker operation.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Broker settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {

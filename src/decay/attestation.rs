@@ -45,7 +45,7 @@ pub const PROMPT_TEMPLATE_DIGEST_PREFIX: &str = "blake3:";
 /// Default tolerance for a `signed_at` slightly in the future: operator and worker clocks are
 /// never perfectly in step, but an envelope dated well ahead is either a mistake or an attempt
 /// to outlive a freshness window.
-pub const DEFAULT_MAX_FUTURE_SKEW_SECS: i64 = 300;
+pub const DEFAULT_MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Length of an Ed25519 verifying key in bytes.
 const VERIFYING_KEY_LEN: usize = 32;
@@ -423,7 +423,7 @@ impl Default for TrustPolicy {
         TrustPolicy {
             trusted_keys: None,
             max_age: None,
-            max_future_skew: Duration::seconds(DEFAULT_MAX_FUTURE_SKEW_SECS),
+            max_future_skew: Duration::seconds(DEFAULT_MAX_FUTURE_SKEW.as_secs() as i64),
         }
     }
 }

@@ -68,6 +68,11 @@ fn is_transient_sqlx(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Default PostgreSQL URL: the local server of the test setup.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Default wait for a pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connection settings of the store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

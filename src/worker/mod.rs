@@ -27,6 +27,17 @@ use crate::runner::{RunError, RunOutcome, Runner};
 use crate::store::{Store, StoreError};
 use outcome::{Action, DeadLetterReason, RetryPolicy, RetryReason, classify};
 
+/// Default prefetch (`basic.qos`).
+pub const DEFAULT_PREFETCH: u16 = 32;
+/// Default number of jobs run at once.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default time in-flight jobs get after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default interval of the in-worker reconciler.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// Default age of a publish after which the reconciler republishes a pending job.
+pub const DEFAULT_RECONCILE_STALE_AFTER: Duration = Duration::from_secs(600);
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
