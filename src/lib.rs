@@ -12,12 +12,19 @@
 //! statement guarded by that token. A crashed runner's claim expires and is recovered; a
 //! database outage never fails a job.
 //!
-//! Modules:
-//! * [`ids`]: prefix + ULID id newtypes, canonical text only.
-//! * [`decay`]: the domain (job model, errors, compression, runner, LLM summaries); it knows
-//!   neither SQL nor AMQP.
-//! * [`store`]: the only place with SQL.
-//! * [`config`], [`cli`], [`commands`], [`telemetry`]: the process edge.
+//! Modules, in the order imports point (each uses only those above it; the full essay that
+//! walks one delivery through them is still to come):
+//! * [`ids`]: prefix + ULID id newtypes, canonical text only. [`retry`]: the one backoff
+//!   policy. [`telemetry`]: logging and redaction.
+//! * [`decay`]: the domain: job model, invariants, compression, effects, attestation
+//!   verification. Pure: no SQL, AMQP, HTTP, files or clock of its own.
+//! * Adapters: [`store`] (the only place with SQL), [`broker`] (the only place with AMQP),
+//!   [`llm`] (summary backends, the only HTTP client, and the LLM path's file loaders).
+//! * [`runner`]: domain + store + backend; one guarded settle for every path.
+//! * [`worker`]: the consume loop and the outcome table (result -> ack, retry, dead letter);
+//!   [`dead_letters`]: parked messages kept in PostgreSQL; [`demo`]: sample data.
+//! * [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! * The process edge: [`config`] (typed settings), [`cli`] (the clap tree), [`commands`].
 
 pub mod broker;
 pub mod cli;
