@@ -1,5 +1,5 @@
-//! `dead_letters`: parked messages, kept in PostgreSQL (migration 0003 says why), and the
-//! per-job redelivery count that detects crash loops.
+//! `dead_letters`: parked messages, kept in PostgreSQL (migration 0003 says why). The per-job
+//! redelivery count that detects crash loops is a `decay_jobs` column, counted in `jobs`.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Postgres, Transaction};
@@ -188,22 +188,5 @@ impl Store {
             .await?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
-    }
-
-    /// Count a redelivery of a job's message while the job is not terminal; returns the count
-    /// so far, or `None` when the job is terminal or absent (a redelivery is then harmless) or
-    /// its row is locked by a runner settling it right now (not a crash loop; and a delivery
-    /// must never wait on a lock while it holds a worker's permit).
-    pub async fn note_redelivery(&self, id: &DecayJobId) -> Result<Option<i32>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE decay_jobs SET redeliveries = redeliveries + 1
-              WHERE id = (SELECT id FROM decay_jobs
-                           WHERE id = $1 AND state IN ('pending', 'in_progress')
-                           FOR UPDATE SKIP LOCKED)
-          RETURNING redeliveries",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?)
     }
 }

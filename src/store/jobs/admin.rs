@@ -1,5 +1,5 @@
-//! Reading and managing jobs outside a run: reads and lists, cancel, the reconciler's queries,
-//! and the counts of `jobs stats`.
+//! Reading and managing jobs outside a run: reads and lists, cancel, the redelivery count of
+//! crash-loop detection, the reconciler's queries, and the counts of `jobs stats`.
 
 use chrono::{DateTime, Utc};
 
@@ -123,6 +123,21 @@ impl Store {
         });
         q.build().execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Count a redelivery of a job's message while the job is not terminal; returns the count
+    /// so far, or `None` when the job is terminal or absent (a redelivery is then harmless) or
+    /// its row is locked by a runner settling it right now (not a crash loop; and a delivery
+    /// must never wait on a lock while it holds a worker's permit).
+    pub async fn note_redelivery(&self, id: &DecayJobId) -> Result<Option<i32>, StoreError> {
+        let mut q = Sql::new("UPDATE decay_jobs SET redeliveries = redeliveries + 1 WHERE id = ");
+        push_unlocked(&mut q, |q| {
+            q.push("id = ")
+                .push_bind(id.to_string())
+                .push(" AND state IN ('pending', 'in_progress')");
+        });
+        q.push(" RETURNING redeliveries");
+        Ok(q.build_query_scalar().fetch_optional(&self.pool).await?)
     }
 
     /// Jobs whose message may be lost: `pending` and due with no publish since
