@@ -643,3 +643,81 @@ fn observe(run: &Run<'_>, outcome: &'static str) {
     metrics::histogram!("decay_job_duration_seconds", "kind" => run.kind, "outcome" => outcome)
         .record(run.started.elapsed().as_secs_f64());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decay::{JobSources, JobState};
+    use crate::ids::{EpisodeId, PrincipleId};
+
+    fn job(kind: JobKind, summary_method: SummaryMethod, sources: JobSources) -> DecayJob {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        DecayJob {
+            id: DecayJobId::new(),
+            kind,
+            summary_method,
+            sources,
+            state: JobState::Pending,
+            scheduled_for: t,
+            created_at: t,
+            created_by: "operator:test".into(),
+            updated_at: t,
+        }
+    }
+
+    /// Spec §4.4's dispatch table, word for word.
+    #[test]
+    fn dispatch_messages_are_the_reference_s() {
+        use JobKind::*;
+        use SummaryMethod::*;
+        let memories = || JobSources::Memories(vec![MemoryId::new()]);
+        let episodes = || JobSources::Episodes(vec![EpisodeId::new()]);
+        let cases = [
+            (
+                job(CandidateCompression, DeterministicConcatenate, memories()),
+                "kind=candidate_compression method=deterministic_concatenate",
+            ),
+            (
+                job(CandidateCompression, LlmSummary, memories()),
+                "kind=candidate_compression method=llm_summary (operator-fired)",
+            ),
+            (
+                job(EpisodeCompression, DeterministicConcatenate, episodes()),
+                "kind=episode_compression method=deterministic_concatenate",
+            ),
+            (
+                job(EpisodeCompression, LlmSummary, episodes()),
+                "kind=episode_compression method=llm_summary (operator-fired)",
+            ),
+            (
+                job(
+                    ExpiredPrincipleReview,
+                    SummaryMethod::None,
+                    JobSources::Principle(PrincipleId::new()),
+                ),
+                "kind=expired_principle_review (no in-process work; ceremony opened separately)",
+            ),
+        ];
+        for (job, message) in cases {
+            assert_eq!(dispatch_message(&job), message);
+        }
+    }
+
+    #[test]
+    fn run_errors_say_transient_or_not_and_what_a_job_is_failed_with() {
+        let transient = RunError::Store(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert!(transient.is_transient());
+        let refused = RunError::Store(StoreError::Validation("x".into()));
+        assert!(!refused.is_transient());
+        assert_eq!(
+            refused.failure(),
+            Failure {
+                invariant: Invariant::RunnerFailure,
+                reason: "store error: validation failed: x".into()
+            }
+        );
+        let own = RunError::Job(DecayError::LlmSummaryRequiresOperatorAttestation);
+        assert!(!own.is_transient());
+        assert_eq!(own.failure().invariant, Invariant::LlmRequiresAttestation);
+    }
+}

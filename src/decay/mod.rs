@@ -87,6 +87,11 @@ impl SummaryMethod {
 }
 
 /// Lifecycle state (`state` column). The alphabet is closed.
+///
+/// The transitions (`pending -> in_progress | cancelled`, `in_progress -> completed | failed |
+/// cancelled | in_progress` by recovery; nothing leaves a terminal state; DESIGN §3 rule 4) are
+/// decided where they happen: each is one guarded statement of the store (claim, settle,
+/// cancel) whose `WHERE` names the state it leaves, so no transition is checked twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStateKind {
     Pending,
@@ -540,6 +545,17 @@ mod tests {
             JobState::Failed {
                 reason: " x ".into()
             }
+        );
+    }
+
+    #[test]
+    fn malformed_rows_fail_with_their_invariant() {
+        let r = row("bogus", "none", json!([M]), "pending");
+        let e = DecayJob::from_record(&r).unwrap_err().for_job(&r.id);
+        assert_eq!(e.failure().invariant.as_str(), "decay.job.malformed");
+        assert_eq!(
+            e.to_string(),
+            "validation failed: decay.job.malformed: decay job dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV row malformed: unknown decay job kind wire `bogus`"
         );
     }
 
