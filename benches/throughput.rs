@@ -1004,7 +1004,7 @@ impl Bench {
             // Plus the two start/stop lines of `consume` (the HTTP port is read from them).
             .env(
                 "RUST_LOG",
-                format!("{rust_log},decay_worker::commands=info"),
+                format!("{rust_log},decay_worker::app=info"),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

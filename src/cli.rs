@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{BrokerArgs, DatabaseArgs, DurationArg, LlmArgs, RunnerArgs, WorkerArgs};
 use crate::decay::{JobKind, JobStateKind};
+use crate::reconcile::DEFAULT_RECONCILE_STALE_AFTER;
 use crate::telemetry::LogFormat;
-use crate::worker::DEFAULT_RECONCILE_STALE_AFTER;
 
 /// decay-worker: runs memory-decay jobs against PostgreSQL, fed by job-id messages over RabbitMQ.
 #[derive(Debug, Parser)]

@@ -20,22 +20,13 @@ use crate::decay::attestation::DEFAULT_MAX_FUTURE_SKEW;
 use crate::llm::openai::{
     OPENAI_DEFAULT_BASE_URL, OPENAI_DEFAULT_MAX_TOKENS, OPENAI_DEFAULT_TIMEOUT,
 };
+use crate::reconcile::{DEFAULT_RECONCILE_EVERY, DEFAULT_RECONCILE_STALE_AFTER};
 use crate::runner::{
     DEFAULT_HEARTBEAT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, RunnerConfig, default_worker_id,
 };
 use crate::store::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_DATABASE_URL, StoreConfig};
 use crate::worker::outcome::DEFAULT_NOT_FOUND_RETRIES;
-use crate::worker::{
-    DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_RECONCILE_EVERY, DEFAULT_RECONCILE_STALE_AFTER,
-    DEFAULT_SHUTDOWN_GRACE,
-};
-
-/// Pool size of a one-shot command (`migrate`, `schedule`, `jobs ...`).
-pub const COMMAND_CONNECTIONS: u32 = 2;
-/// Pool size of `run`: the job's statements and its heartbeat each need a connection.
-pub const RUN_CONNECTIONS: u32 = 3;
-/// Connections `consume` adds to its concurrency (heartbeats, the reconciler, probes).
-pub const CONSUME_EXTRA_CONNECTIONS: u32 = 2;
+use crate::worker::{DEFAULT_CONCURRENCY, DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE};
 
 /// A duration flag: written `500ms`, `30s`, `10m`, `2h` or as bare seconds, and shown the same
 /// way, so a default declared as a [`Duration`] constant reads naturally in `--help`: the

@@ -5,6 +5,9 @@
 //! but unstarted deliveries stay unacked in the channel and go back to the broker when it
 //! closes. A delivery is acked only after its job is settled, re-published to a retry tier
 //! (confirmed), or parked in the dead-letter queue (confirmed). It is never held unacked to wait.
+//!
+//! The worker also starts, beside the consume loop, the dead-letter intake
+//! ([`crate::dead_letters`]) for each broker session and the reconciler ([`crate::reconcile`]).
 
 pub mod outcome;
 
@@ -13,18 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::broker::message::parse_body;
-use crate::broker::producer::Producer;
 use crate::broker::{BrokerConfig, BrokerError, JobDelivery, Session, describe};
 use crate::ids::DecayJobId;
 use crate::retry;
 use crate::runner::{RunError, RunOutcome, Runner};
-use crate::store::{Store, StoreError};
 use outcome::{Action, DeadLetterReason, RetryPolicy, RetryReason, classify};
 
 /// Default prefetch (`basic.qos`).
@@ -33,10 +34,6 @@ pub const DEFAULT_PREFETCH: u16 = 32;
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default time in-flight jobs get after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Default interval of the in-worker reconciler.
-pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(60);
-/// Default age of a publish after which the reconciler republishes a pending job.
-pub const DEFAULT_RECONCILE_STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -94,7 +91,7 @@ pub async fn run(
     cfg: WorkerConfig,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), crate::broker::BrokerError> {
+) -> Result<(), BrokerError> {
     let name = format!("decay-worker {}", runner.config().worker_id);
     let ctx = Arc::new(Ctx {
         runner,
@@ -107,7 +104,7 @@ pub async fn run(
     let mut first = true;
 
     if let Some(every) = ctx.cfg.reconcile_every {
-        tokio::spawn(reconcile_loop(
+        tokio::spawn(crate::reconcile::run(
             ctx.runner.store().clone(),
             broker.clone(),
             every,
@@ -384,61 +381,4 @@ async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
             let _ = session.requeue(d).await;
         }
     }
-}
-
-/// Why a reconcile pass stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-}
-
-/// Republish jobs whose message may be lost, once. Returns how many were republished.
-pub async fn reconcile_once(
-    store: &Store,
-    producer: &mut Producer,
-    stale_after: Duration,
-    limit: i64,
-) -> Result<usize, ReconcileError> {
-    let now = Utc::now();
-    let published_before = chrono::Duration::from_std(stale_after)
-        .ok()
-        .and_then(|stale| now.checked_sub_signed(stale))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let ids = store.list_stranded(now, published_before, limit).await?;
-    let mut done = Vec::with_capacity(ids.len());
-    for id in ids {
-        producer.publish(&id).await?;
-        done.push(id);
-    }
-    store.mark_published(&done, now).await?;
-    if !done.is_empty() {
-        tracing::info!(republished = done.len(), "reconciled stranded jobs");
-        metrics::counter!("decay_reconciled_total").increment(done.len() as u64);
-    }
-    Ok(done.len())
-}
-
-async fn reconcile_loop(
-    store: Store,
-    broker: BrokerConfig,
-    every: Duration,
-    stale_after: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut producer = Producer::new(broker, "decay-worker reconciler");
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => break,
-        }
-        if let Err(e) = reconcile_once(&store, &mut producer, stale_after, 1000).await {
-            tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "reconcile failed");
-        }
-    }
-    producer.close().await;
 }

@@ -1,14 +1,18 @@
 //! `decay-worker demo`: seed sample memories and episodes and schedule jobs of every kind, so a
-//! new user sees the system work end to end.
+//! new user sees the system work end to end. The seeding lives here, not in the library: it
+//! is sample data for this command and nothing else.
 
 use chrono::Utc;
 use serde_json::json;
 
+use super::CliError;
+use crate::app::{self, Pool};
+use crate::broker::BrokerConfig;
 use crate::broker::producer::Producer;
-use crate::broker::{BrokerConfig, BrokerError};
+use crate::cli::DemoArgs;
 use crate::decay::{JobKind, SummaryMethod};
 use crate::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
-use crate::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store, StoreError};
+use crate::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
 
 const CLAIMS: [&str; 8] = [
     "The user prefers concise answers with code first",
@@ -30,21 +34,28 @@ const EPISODES: [&str; 6] = [
 ];
 const AUTHORITIES: [&str; 4] = ["user", "agent", "candidate", "derived"];
 
-/// Why the demo stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
+pub async fn run(a: DemoArgs) -> Result<(), CliError> {
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let store = app::connect_store(&a.db, Pool::Command).await?;
+    store.migrate().await?;
+    let seeded = seed(&store).await?;
+    let ids = schedule(&store, broker, &seeded, a.jobs).await?;
+    eprintln!(
+        "done: {} jobs published; watch them with `decay-worker jobs stats`",
+        ids.len()
+    );
+    Ok(())
 }
 
-/// Seed and schedule `jobs` jobs (mixed kinds), publishing each. Returns the job ids.
-pub async fn run(
-    store: &Store,
-    broker: BrokerConfig,
-    jobs: usize,
-) -> Result<Vec<DecayJobId>, DemoError> {
+/// What [`seed`] inserted, for the jobs to point at.
+struct Seeded {
+    memories: Vec<MemoryId>,
+    episodes: Vec<EpisodeId>,
+    principle: PrincipleId,
+}
+
+/// Insert the sample memories and episodes and one principle whose waiver has expired.
+async fn seed(store: &Store) -> Result<Seeded, CliError> {
     let now = Utc::now();
     let mut memories = Vec::new();
     for (i, claim) in CLAIMS.iter().enumerate() {
@@ -93,7 +104,25 @@ pub async fn run(
         memories.len(),
         episodes.len()
     );
+    Ok(Seeded {
+        memories,
+        episodes,
+        principle,
+    })
+}
 
+/// Schedule `jobs` jobs over the seeded rows, cycling through the kinds, publishing each.
+async fn schedule(
+    store: &Store,
+    broker: BrokerConfig,
+    seeded: &Seeded,
+    jobs: usize,
+) -> Result<Vec<DecayJobId>, CliError> {
+    let Seeded {
+        memories,
+        episodes,
+        principle,
+    } = seeded;
     let mut producer = Producer::new(broker, "decay-worker demo");
     let mut ids = Vec::with_capacity(jobs);
     for n in 0..jobs {

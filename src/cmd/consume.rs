@@ -1,0 +1,41 @@
+//! `decay-worker consume`: the worker process. Validate every setting, then start in the order
+//! [`crate::app`] explains (signal handlers, listener, migrations), then hand over to
+//! [`crate::worker::run`] until SIGTERM/SIGINT has drained it.
+
+use std::sync::Arc;
+
+use super::CliError;
+use crate::app::{self, HttpServer, Migrated, Pool};
+use crate::cli::ConsumeArgs;
+use crate::runner::Runner;
+use crate::worker::Health;
+
+pub async fn run(a: ConsumeArgs) -> Result<(), CliError> {
+    let mut shutdown = app::shutdown_watch()?;
+    let runner_cfg = a.runner.runner_config().map_err(CliError::usage)?;
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let worker_cfg = a
+        .worker
+        .worker_config(broker.delivery_limit)
+        .map_err(CliError::usage)?;
+    let backend = a.llm.backend().map_err(CliError::usage)?;
+    let trust = a.llm.trust_policy().map_err(CliError::usage)?;
+    let store = app::lazy_store(
+        &a.db,
+        Pool::Consume {
+            concurrency: worker_cfg.concurrency,
+        },
+    )?;
+    let health = Arc::new(Health::default());
+    let http = HttpServer::start(a.http_addr, health.clone(), store.clone()).await?;
+    if app::migrate_when_reachable(&store, &mut shutdown).await? == Migrated::ShutDown {
+        return Ok(());
+    }
+    let runner = Runner::new(store.clone(), runner_cfg, backend, trust);
+    let ran = crate::worker::run(runner, broker, worker_cfg, health, shutdown).await;
+    drop(http);
+    store.close().await;
+    // What the worker cannot retry past is a refused setting (e.g. a queue declared with
+    // other arguments): the operator must change it, as for any bad flag.
+    ran.map_err(|e| CliError::usage(crate::broker::describe(&e)))
+}

@@ -1,0 +1,44 @@
+//! `decay-worker enqueue ID...`: publish the messages of jobs that already exist (after
+//! `schedule --no-publish`, or to nudge a job by hand). Each id is checked against the database
+//! first, so a typo is refused instead of becoming a `job_not_found` dead letter.
+
+use chrono::Utc;
+
+use super::{CliError, parse_job_id};
+use crate::app::{self, Pool};
+use crate::broker::describe;
+use crate::broker::producer::Producer;
+use crate::cli::EnqueueArgs;
+
+pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
+    let ids = a
+        .ids
+        .iter()
+        .map(|s| parse_job_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let broker = a.broker.broker_config().map_err(CliError::usage)?;
+    let store = app::connect_store(&a.db, Pool::Command).await?;
+    let mut producer = Producer::new(broker, "decay-worker enqueue");
+    let mut published = Vec::new();
+    for id in &ids {
+        if store.read_job(id).await?.is_none() {
+            producer.close().await;
+            return Err(CliError::precondition(
+                "decay.enqueue.job_not_found",
+                format!("decay job {id} not found"),
+            ));
+        }
+        if let Err(e) = producer.publish(id).await {
+            producer.close().await;
+            return Err(CliError::internal_msg(format!(
+                "publishing {id} failed: {}",
+                describe(&e)
+            )));
+        }
+        published.push(*id);
+        println!("{id}");
+    }
+    producer.close().await;
+    store.mark_published(&published, Utc::now()).await?;
+    Ok(())
+}

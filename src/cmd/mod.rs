@@ -1,0 +1,200 @@
+//! The commands, one file each. `main.rs` parses the command line and calls [`run`]; a command
+//! validates its flags, wires what it needs through [`crate::app`], does its work through the
+//! library, prints its report and returns. A failure is a [`CliError`]: one line for stderr
+//! and an exit code.
+//!
+//! Reports on stdout are either text for people or, with `--json`, a typed report struct
+//! (`#[derive(Serialize)]`) printed by [`print_json`]. Logs go to stderr.
+
+mod attest;
+mod consume;
+mod dead_letters;
+mod demo;
+mod enqueue;
+mod health;
+mod jobs;
+mod migrate;
+mod reconcile;
+mod run;
+mod schedule;
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::broker::BrokerError;
+use crate::cli::{AttestCommand, Cli, Command, DeadLettersCommand, JobsCommand};
+use crate::ids::DecayJobId;
+use crate::store::StoreError;
+use crate::telemetry::redact;
+
+/// How a command failed, as scripts see it: the process exit code (the reference's, spec §8.1).
+/// This is the one place that maps failures to codes; the README's table repeats it.
+///
+/// | code | variant | when |
+/// |---|---|---|
+/// | 2 | [`Exit::Usage`] | a bad flag, argument or id, or a setting that does not validate |
+/// | 3 | [`Exit::Integrity`] | `run`: the job failed with a non-LLM error, or is in progress elsewhere |
+/// | 7 | [`Exit::Precondition`] | a named invariant refused the request: job not found, not due, an LLM refusal, a publish not confirmed, a terminal job on cancel, no dead letter matched |
+/// | 64 | [`Exit::Internal`] | the database, the broker or the file system failed |
+///
+/// Exit code 0 is success; clap itself exits 2 on a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Usage,
+    Integrity,
+    Precondition,
+    Internal,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub const fn code(self) -> u8 {
+        match self {
+            Exit::Usage => 2,
+            Exit::Integrity => 3,
+            Exit::Precondition => 7,
+            Exit::Internal => 64,
+        }
+    }
+}
+
+/// A command's failure: its exit code and one line for stderr.
+///
+/// Internal errors keep their source as an [`anyhow::Error`]. The line shows only the top
+/// error's text: our typed errors already quote their cause (`database error: …`), so printing
+/// the chain would say it twice. Every line is redacted, so no URL password reaches stderr.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    error: anyhow::Error,
+}
+
+impl CliError {
+    fn new(exit: Exit, error: anyhow::Error) -> CliError {
+        CliError { exit, error }
+    }
+
+    /// A bad flag, argument or id.
+    pub fn usage(message: impl fmt::Display) -> CliError {
+        CliError::new(Exit::Usage, anyhow::anyhow!("{message}"))
+    }
+
+    /// A named invariant refused the request: `<invariant>: <reason>`.
+    pub fn precondition(invariant: &str, reason: impl fmt::Display) -> CliError {
+        CliError::new(Exit::Precondition, anyhow::anyhow!("{invariant}: {reason}"))
+    }
+
+    /// The job ran and broke an invariant, or the runner refused it for integrity reasons.
+    pub fn integrity(message: impl fmt::Display) -> CliError {
+        CliError::new(Exit::Integrity, anyhow::anyhow!("{message}"))
+    }
+
+    /// The database, the broker or the file system failed.
+    pub fn internal(error: impl Into<anyhow::Error>) -> CliError {
+        CliError::new(Exit::Internal, error.into())
+    }
+
+    /// An internal failure described by a message only.
+    pub fn internal_msg(message: impl fmt::Display) -> CliError {
+        CliError::new(Exit::Internal, anyhow::anyhow!("{message}"))
+    }
+
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        self.exit.code()
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.error.to_string()))
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> CliError {
+        CliError::internal(e)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> CliError {
+        CliError::internal(e)
+    }
+}
+
+impl From<BrokerError> for CliError {
+    fn from(e: BrokerError) -> CliError {
+        CliError::internal(e)
+    }
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Migrate(a) => migrate::run(a).await,
+        Command::Schedule(a) => schedule::run(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Jobs(JobsCommand::List(a)) => jobs::list(a).await,
+        Command::Jobs(JobsCommand::Show(a)) => jobs::show(a).await,
+        Command::Jobs(JobsCommand::Cancel(a)) => jobs::cancel(a).await,
+        Command::Jobs(JobsCommand::Stats(a)) => jobs::stats(a).await,
+        Command::Consume(a) => consume::run(a).await,
+        Command::Health(a) => health::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+        Command::Attest(AttestCommand::Keygen(a)) => attest::keygen(a),
+        Command::Attest(AttestCommand::Sign(a)) => attest::sign(a),
+        Command::Attest(AttestCommand::Template) => attest::template(),
+        Command::Enqueue(a) => enqueue::run(a).await,
+        Command::Reconcile(a) => reconcile::run(a).await,
+        Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters::list(a).await,
+        Command::DeadLetters(DeadLettersCommand::Requeue(a)) => dead_letters::requeue(a).await,
+        Command::DeadLetters(DeadLettersCommand::Purge(a)) => dead_letters::purge(a).await,
+    }
+}
+
+/// Print a report as pretty JSON on stdout. Keys come out sorted (the report goes through
+/// `serde_json::Value`, whose map is ordered), as they always have: scripts that diff reports
+/// see a stable order whatever the struct's field order.
+fn print_json(report: &impl Serialize) {
+    match serde_json::to_value(report).and_then(|v| serde_json::to_string_pretty(&v)) {
+        Ok(text) => println!("{text}"),
+        // Our report types serialise infallibly (no maps with non-string keys); say so if not.
+        Err(e) => tracing::error!(error = %e, "cannot serialise the report"),
+    }
+}
+
+/// A job id from the command line (surrounding blanks ignored), or a usage error.
+fn parse_job_id(s: &str) -> Result<DecayJobId, CliError> {
+    DecayJobId::parse(s.trim()).map_err(CliError::usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_reference_s() {
+        assert_eq!(Exit::Usage.code(), 2);
+        assert_eq!(Exit::Integrity.code(), 3);
+        assert_eq!(Exit::Precondition.code(), 7);
+        assert_eq!(Exit::Internal.code(), 64);
+    }
+
+    #[test]
+    fn messages_are_one_redacted_line() {
+        let e = CliError::precondition("decay.run.not_due", "later");
+        assert_eq!(
+            (e.code(), e.to_string()),
+            (7, "decay.run.not_due: later".into())
+        );
+        let e = CliError::internal_msg("cannot reach postgres://u:secret@h/db");
+        assert_eq!(e.to_string(), "cannot reach postgres://u:***@h/db");
+        let e = CliError::from(StoreError::Validation("bad".into()));
+        assert_eq!(
+            (e.code(), e.to_string()),
+            (64, "validation failed: bad".into())
+        );
+    }
+}
