@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chrono::{DateTime, Utc};
 use decay_worker::broker::message::encode_body;
-use decay_worker::broker::{BrokerConfig, Session};
+use decay_worker::broker::{BrokerConfig, Session, Topology};
 use decay_worker::decay::attestation::TrustPolicy;
 use decay_worker::ids::DecayJobId;
 use decay_worker::llm::NoopBackend;
@@ -449,6 +449,25 @@ impl Publisher {
     }
 }
 
+/// Delete every queue and exchange of the bench's topology, on a connection of its own (the
+/// product never deletes its topology, so it has no API for it).
+async fn delete_topology(url: &str, topo: &Topology) -> Result<()> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    for q in topo.queues() {
+        channel
+            .queue_delete(q.name.as_str().into(), Default::default())
+            .await?;
+    }
+    for x in [topo.exchange().to_string(), topo.dlx()] {
+        channel
+            .exchange_delete(x.as_str().into(), Default::default())
+            .await?;
+    }
+    conn.close(200, "bye".into()).await?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------------------
 // Worker processes
 
@@ -666,7 +685,7 @@ impl Bench {
             match Publisher::open(&cfg.amqp_url, topo.exchange(), topo.routing_key()).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = session.delete_topology().await;
+                    let _ = delete_topology(&cfg.amqp_url, &topo).await;
                     session.close().await;
                     return Err(e);
                 }
@@ -690,7 +709,7 @@ impl Bench {
             ..
         } = self;
         publisher.close().await;
-        let topo = session.delete_topology().await;
+        let topo = delete_topology(&cfg.amqp_url, session.topology()).await;
         session.close().await;
         pool.close().await;
         let dropped = drop_database(&admin, &db_name).await;
@@ -1002,10 +1021,7 @@ impl Bench {
             .env("DECAY_WORKER_ID", &name)
             .env("DECAY_LOG_FORMAT", "text")
             // Plus the two start/stop lines of `consume` (the HTTP port is read from them).
-            .env(
-                "RUST_LOG",
-                format!("{rust_log},decay_worker::app=info"),
-            )
+            .env("RUST_LOG", format!("{rust_log},decay_worker::app=info"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

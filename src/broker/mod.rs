@@ -279,7 +279,8 @@ impl Session {
         .await
     }
 
-    /// Publish raw bytes to the main exchange (tests, requeue of dead letters).
+    /// Publish raw bytes to the main exchange: the requeue of a dead letter, whose body is
+    /// republished as it was parked, whatever it is.
     pub async fn publish_raw(&self, body: &[u8], headers: FieldTable) -> Result<(), BrokerError> {
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
@@ -412,16 +413,6 @@ impl Session {
             queue: self.topology.dead_queue(),
             op_timeout: self.op_timeout,
         })
-    }
-
-    /// Delete this session's topology (tests).
-    pub async fn delete_topology(&self) -> Result<(), BrokerError> {
-        timed(
-            "delete",
-            self.op_timeout,
-            self.topology.delete(&self.channel),
-        )
-        .await
     }
 
     /// Close channel and connection, bounded by the timeout.

@@ -48,11 +48,6 @@ impl Producer {
         self.session().await?.publish_job(id).await
     }
 
-    /// The open session, if any (for maintenance commands).
-    pub async fn connected(&mut self) -> Result<&Session, BrokerError> {
-        self.session().await
-    }
-
     pub async fn close(mut self) {
         if let Some(s) = self.session.take() {
             s.close().await;

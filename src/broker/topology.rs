@@ -22,9 +22,7 @@
 
 use std::time::Duration;
 
-use lapin::options::{
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
@@ -181,18 +179,6 @@ impl Topology {
             });
         }
         out
-    }
-
-    /// Delete every queue and exchange of this base (tests clean up with this).
-    pub async fn delete(&self, ch: &Channel) -> lapin::Result<()> {
-        for q in self.queues() {
-            ch.queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
-                .await?;
-        }
-        for x in [self.exchange().to_string(), self.dlx()] {
-            ch.exchange_delete(x.into(), Default::default()).await?;
-        }
-        Ok(())
     }
 }
 

@@ -1,5 +1,8 @@
-//! Shared helpers of the integration tests: seeding through the store, and a runner.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! What the integration tests share, so each test reads as its scenario:
+//! * here: seeding through the store, a runner, and reading what a run wrote;
+//! * [`harness`]: worker processes, the test's topology, broker and database probes;
+//! * [`attest`]: the test operator's key, signed envelopes and the files they live in;
+//! * [`openai`]: an OpenAI-compatible server that holds its answers until released.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,9 @@ use decay_worker::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+pub mod attest;
 pub mod harness;
+pub mod openai;
 
 /// The frozen clock tests use (spec §4.7).
 pub fn t0() -> DateTime<Utc> {

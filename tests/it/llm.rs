@@ -1,16 +1,10 @@
 //! LLM summaries: every refusal persists its invariant and detail and writes nothing; a valid
 //! attestation completes with an auditable summary; the operator tooling reproduces the spec.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::harness::{Harness, wait_until};
-use common::*;
 use decay_worker::decay::attestation::{
     AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, prompt_template_digest,
     sign_envelope, verifying_key_hex,
@@ -23,28 +17,27 @@ use decay_worker::llm::{
 use decay_worker::runner::RunOutcome;
 use decay_worker::store::Store;
 use sqlx::PgPool;
+use tempfile::TempPath;
 
-const SEED: [u8; 32] = [0x2a; 32];
+use crate::testkit::attest::{SEED, place_envelope, sign_for, temp_file, temp_json};
+use crate::testkit::harness::{Harness, wait_until};
+use crate::testkit::*;
+
 const MODEL: &str = "claude-sonnet-4-7@1";
 
+/// The template digest the replay fixtures pin.
 fn digest() -> String {
     prompt_template_digest(b"Summarise these claims faithfully:\n{claims}")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("decay-llm-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// An envelope written to a temporary file, removed when the path drops.
+fn write_env(env: &AttestationEnvelope) -> TempPath {
+    temp_json(env)
 }
 
-fn write_env(env: &AttestationEnvelope) -> PathBuf {
-    let p = tmp("envelope.json");
-    std::fs::write(&p, serde_json::to_string(env).unwrap()).unwrap();
-    p
-}
-
+/// The test operator's envelope for `job`, pinning the replay model and template.
 fn signed(job: &DecayJobId) -> AttestationEnvelope {
-    sign_envelope(&SEED, "k1", &Utc::now().to_rfc3339(), job, MODEL, &digest())
+    sign_for(job, MODEL, &digest())
 }
 
 fn request(job: &DecayJobId, claims: &[&str]) -> SummaryRequest {
@@ -133,8 +126,9 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     .await;
 
     // Unreadable envelopes.
+    let scratch = tempfile::tempdir().unwrap();
     let (id, _, _) = llm_job(&store).await;
-    let missing = tmp("missing.json");
+    let missing = scratch.path().join("missing.json");
     let out = r
         .run_specific_job_with_attestation(&id, now, Some(&missing))
         .await
@@ -148,8 +142,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     )
     .await;
     let (id, _, _) = llm_job(&store).await;
-    let garbage = tmp("garbage.json");
-    std::fs::write(&garbage, "{\"schema_version\": 70000}").unwrap();
+    let garbage = temp_file("{\"schema_version\": 70000}");
     let out = r
         .run_specific_job_with_attestation(&id, now, Some(&garbage))
         .await
@@ -449,15 +442,10 @@ async fn cli(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn attest_sign_reproduces_the_spec_vector() {
-    let key = tmp("key.json");
-    std::fs::write(
-        &key,
-        format!(
-            "{{\"key_id\":\"k1\",\"secret_seed_hex\":\"{}\"}}",
-            "2a".repeat(32)
-        ),
-    )
-    .unwrap();
+    let key = temp_file(format!(
+        "{{\"key_id\":\"k1\",\"secret_seed_hex\":\"{}\"}}",
+        "2a".repeat(32)
+    ));
     let out = cli(&[
         "attest",
         "sign",
@@ -491,7 +479,8 @@ async fn attest_sign_reproduces_the_spec_vector() {
 
 #[tokio::test]
 async fn attest_keygen_writes_a_private_key_file_once() {
-    let key = tmp("op.json");
+    let scratch = tempfile::tempdir().unwrap();
+    let key = scratch.path().join("op.json");
     let out = cli(&[
         "attest",
         "keygen",
@@ -528,12 +517,6 @@ async fn attest_keygen_writes_a_private_key_file_once() {
     assert_eq!(again.status.code(), Some(2), "refuses to overwrite a key");
 }
 
-fn write_fixture(fx: &ReplayFixture) -> PathBuf {
-    let p = tmp("fixture.json");
-    std::fs::write(&p, serde_json::to_string(fx).unwrap()).unwrap();
-    p
-}
-
 #[sqlx::test(migrations = "./migrations")]
 async fn llm_jobs_through_the_broker(pool: PgPool) {
     let h = Harness::new(pool).await;
@@ -545,25 +528,17 @@ async fn llm_jobs_through_the_broker(pool: PgPool) {
         "Both, briefly.",
         MODEL,
     )]);
-    let fixture_path = write_fixture(&fx);
-    let dir = tmp("attestations");
-    std::fs::create_dir_all(&dir).unwrap();
-    let write_into = |id: &DecayJobId, env: &AttestationEnvelope| {
-        std::fs::write(
-            Path::new(&dir).join(format!("{id}.json")),
-            serde_json::to_string(env).unwrap(),
-        )
-        .unwrap();
-    };
-    write_into(&good, &signed(&good));
+    let fixture_path = temp_json(&fx);
+    let dir = tempfile::tempdir().unwrap();
+    place_envelope(dir.path(), &signed(&good));
     let mut tampered = signed(&bad);
     tampered.model_name = "another-model".into();
-    write_into(&bad, &tampered);
+    place_envelope(dir.path(), &tampered);
     let mut w = h.spawn_worker(
         "w-llm",
         &[
             "--attestation-dir",
-            dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
             "--summary-backend",
             "replay",
             "--summary-fixture",
@@ -598,7 +573,7 @@ async fn llm_jobs_through_the_broker(pool: PgPool) {
         n.failure_code.as_deref(),
         Some("decay.llm_summary.requires_operator_attestation")
     );
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0, "every LLM message was acked");
 }
 
@@ -608,8 +583,7 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
     let m = memory(&h.store, "alpha", 0.9, "user").await.to_string();
     let id = DecayJobId::new();
     let env_path = write_env(&signed(&id));
-    let dir = tmp("att-dir");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let out = h
         .cli(&[
             "schedule",
@@ -622,7 +596,7 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
             "--operator-attestation",
             env_path.to_str().unwrap(),
             "--attestation-dir",
-            dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
             "--no-publish",
             "--json",
         ])
@@ -640,7 +614,7 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
     );
     assert_eq!(v["summary_method"], "llm_summary");
     assert!(
-        dir.join(format!("{id}.json")).exists(),
+        dir.path().join(format!("{id}.json")).exists(),
         "envelope copied for the workers"
     );
 
@@ -676,24 +650,19 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
-    let dir = tmp("att-kill");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let mut entries = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..6 {
         let (id, _, _) = llm_job(&h.store).await;
-        std::fs::write(
-            dir.join(format!("{id}.json")),
-            serde_json::to_string(&signed(&id)).unwrap(),
-        )
-        .unwrap();
+        place_envelope(dir.path(), &signed(&id));
         entries.push((request(&id, &["alpha", "beta"]), "summary", MODEL));
         ids.push(id);
     }
-    let fixture_path = write_fixture(&fixture(entries));
+    let fixture_path = temp_json(&fixture(entries));
     let args = [
         "--attestation-dir",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--summary-backend",
         "replay",
         "--summary-fixture",
@@ -738,6 +707,6 @@ async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPo
         "the dead worker's three claims were recovered after their lease"
     );
     assert!(h.log_of("w-llm-survivor").contains("stage=\"recover\""));
-    assert_eq!(Harness::terminate(&mut survivor).await, Some(0));
+    assert_eq!(survivor.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
 }

@@ -1,12 +1,8 @@
 //! The runner contract (spec §4, DESIGN §3) against the real PostgreSQL. Each test gets its
 //! own database from `#[sqlx::test]`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::*;
 use decay_worker::decay::compress::{MemorySource, summarize_memories};
 use decay_worker::decay::effect::Summary;
 use decay_worker::decay::{Failure, Invariant, JobKind, JobStateKind, SummaryMethod};
@@ -16,6 +12,8 @@ use decay_worker::runner::RunOutcome;
 use decay_worker::store::{CancelOutcome, SettleEffect, SettleGuard, SettleOutcome, Store};
 use serde_json::json;
 use sqlx::PgPool;
+
+use crate::testkit::*;
 
 /// A `failed` settle with this reason.
 fn failed(reason: &str) -> SettleEffect {

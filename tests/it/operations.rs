@@ -1,34 +1,25 @@
 //! Operating a worker: HTTP probes and metrics, secrets kept out of logs, dead-letter tools,
 //! the demo. Real processes against the real RabbitMQ and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use common::harness::{Harness, amqp_url, http_get, wait_until};
-use common::*;
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::DecayJobId;
 use decay_worker::store::NewJob;
 use sqlx::PgPool;
 
-const LONG: Duration = Duration::from_secs(60);
+use crate::testkit::harness::{Harness, amqp_url, http_get, metric, metric_value, wait_until};
+use crate::testkit::*;
 
-fn metric(text: &str, line_prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+const LONG: Duration = Duration::from_secs(60);
 
 #[sqlx::test(migrations = "./migrations")]
 async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     let h = Harness::new(pool).await;
     let mut w = h.spawn_worker("w-http", &[]);
-    let port = h.http_port("w-http").await;
+    let port = w.port;
+    w.await_listening().await;
     assert_eq!(http_get(port, "/healthz").await.0, 200);
     wait_until(LONG, "ready", || async {
         http_get(port, "/readyz").await.0 == 200
@@ -38,10 +29,11 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     assert_eq!(body, "broker: ok\ndatabase: ok\n");
     assert_eq!(http_get(port, "/nope").await.0, 404);
 
+    // Before any delivery no job series exists (a counter appears with its first increment).
     let before = http_get(port, "/metrics").await.1;
     assert_eq!(
         metric(&before, "decay_jobs_total{outcome=\"completed\"}"),
-        0.0
+        None
     );
     for _ in 0..5 {
         let id = candidate_job(&h.store, Utc::now()).await;
@@ -55,17 +47,21 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     .await;
     wait_until(LONG, "metrics moved", || async {
         let m = http_get(port, "/metrics").await.1;
-        metric(&m, "decay_jobs_total{outcome=\"completed\"}") == 5.0
-            && metric(&m, "decay_jobs_total{outcome=\"retried\"}") >= 1.0
+        metric(&m, "decay_jobs_total{outcome=\"completed\"}") == Some(5.0)
+            && metric(&m, "decay_jobs_total{outcome=\"retried\"}").is_some_and(|n| n >= 1.0)
     })
     .await;
     let m = http_get(port, "/metrics").await.1;
-    assert!(metric(&m, "decay_deliveries_total") >= 6.0);
-    assert!(m.contains(
-        "decay_job_duration_seconds_bucket{kind=\"candidate_compression\",outcome=\"completed\""
-    ));
-    assert!(m.contains("decay_jobs_in_flight"));
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert!(metric_value(&m, "decay_deliveries_total") >= 6.0);
+    assert_eq!(
+        metric_value(
+            &m,
+            "decay_job_duration_seconds_count{kind=\"candidate_compression\",outcome=\"completed\"}"
+        ),
+        5.0
+    );
+    assert_eq!(metric_value(&m, "decay_jobs_in_flight"), 0.0, "all settled");
+    assert_eq!(w.terminate().await, Some(0));
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -75,7 +71,8 @@ async fn unreachable_database_is_not_ready_and_secrets_never_logged(pool: PgPool
     let amqp_secret = "AmqpSecret789xyz";
     let bad_db = format!("postgres://postgres:{db_secret}@127.0.0.1:1/nowhere");
     let mut w = h.spawn_worker_env("w-nodb", &[], &[("DATABASE_URL", bad_db.as_str())]);
-    let port = h.http_port("w-nodb").await;
+    let port = w.port;
+    w.await_listening().await;
     assert_eq!(http_get(port, "/healthz").await.0, 200);
     let (status, body) = http_get(port, "/readyz").await;
     assert_eq!(status, 503);
@@ -84,7 +81,7 @@ async fn unreachable_database_is_not_ready_and_secrets_never_logged(pool: PgPool
         h.log_of("w-nodb").contains("database not reachable")
     })
     .await;
-    w.kill().await.unwrap();
+    w.kill().await;
 
     // A wrong broker password: the connection fails and is retried; its errors are logged.
     let bad_amqp = amqp_url().replacen("guest:guest@", &format!("guest:{amqp_secret}@"), 1);
@@ -94,7 +91,8 @@ async fn unreachable_database_is_not_ready_and_secrets_never_logged(pool: PgPool
         "AMQP_URL must carry user:password for this test"
     );
     let mut w2 = h.spawn_worker_env("w-noamqp", &[], &[("AMQP_URL", bad_amqp.as_str())]);
-    let port2 = h.http_port("w-noamqp").await;
+    let port2 = w2.port;
+    w2.await_listening().await;
     wait_until(LONG, "the worker reported the broker error", || async {
         h.log_of("w-noamqp").contains("broker connection failed")
     })
@@ -102,7 +100,7 @@ async fn unreachable_database_is_not_ready_and_secrets_never_logged(pool: PgPool
     let (status, body) = http_get(port2, "/readyz").await;
     assert_eq!(status, 503);
     assert!(body.contains("broker: unavailable"), "{body}");
-    w2.kill().await.unwrap();
+    w2.kill().await;
 
     for name in ["w-nodb", "w-noamqp"] {
         let log = h.log_of(name);
@@ -289,7 +287,7 @@ async fn dead_letters_survive_being_listed_and_requeued(pool: PgPool) {
         assert!(err.contains(&absent), "{verb}: {err}");
     }
     assert_eq!(listed(&h).await.len(), 2, "a miss changes nothing");
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -339,7 +337,7 @@ async fn demo_seeds_and_publishes_jobs_that_complete(pool: PgPool) {
     assert!(kinds.contains(&"candidate_compression"));
     assert!(kinds.contains(&"episode_compression"));
     assert!(kinds.contains(&"expired_principle_review"));
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -347,11 +345,8 @@ async fn a_queue_declared_with_other_arguments_stops_the_worker_with_a_reason(po
     // The harness declared the topology with a delivery limit of 10.
     let h = Harness::new(pool).await;
     let mut w = h.spawn_worker("w-mismatch", &["--delivery-limit", "5"]);
-    let status = tokio::time::timeout(LONG, w.wait())
-        .await
-        .expect("the worker gives up instead of retrying forever")
-        .unwrap();
-    assert_eq!(status.code(), Some(2));
+    // It gives up (exits) instead of retrying forever.
+    assert_eq!(w.exit_code().await, Some(2));
     let log = h.log_of("w-mismatch");
     let last = log.lines().last().unwrap_or_default();
     assert!(last.contains("x-delivery-limit"), "{last}");

@@ -1,16 +1,18 @@
 //! Real worker processes against the real broker and database: each test gets its own database
-//! (from `#[sqlx::test]`) and its own topology base name, deleted when the harness drops.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! (from `#[sqlx::test]`), its own topology base name and its own scratch directory, all
+//! removed when the harness drops.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use decay_worker::broker::{BrokerConfig, Session};
+use decay_worker::broker::{BrokerConfig, Session, Topology};
 use decay_worker::ids::DecayJobId;
 use decay_worker::store::{DeadLetterRow, DeadLetterSelector, Store};
 use sqlx::PgPool;
+use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 pub fn amqp_url() -> String {
@@ -35,14 +37,87 @@ where
     }
 }
 
+/// A port nobody listens on right now, for a process the test starts and then addresses.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How long a worker may take to come up, or to exit after SIGTERM (its grace is 20 s).
+const PROCESS_DEADLINE: Duration = Duration::from_secs(40);
+
+/// A worker process started by [`Harness::spawn_worker`]; killed if the test drops it.
+pub struct Worker {
+    pub name: String,
+    /// Its `/healthz`, `/readyz`, `/metrics` listener, on a port the harness chose.
+    pub port: u16,
+    child: Child,
+}
+
+impl Worker {
+    /// Wait until its HTTP listener answers `/healthz`.
+    pub async fn await_listening(&self) {
+        wait_until(PROCESS_DEADLINE, "the worker's http listener", || async {
+            try_http_get(self.port, "/healthz").await.map(|r| r.0) == Some(200)
+        })
+        .await;
+    }
+
+    /// Wait until `/readyz` says it consumes with a working database.
+    pub async fn await_ready(&self) {
+        wait_until(PROCESS_DEADLINE, "the worker ready (consuming)", || async {
+            try_http_get(self.port, "/readyz").await.map(|r| r.0) == Some(200)
+        })
+        .await;
+    }
+
+    /// Send SIGTERM.
+    pub fn signal_term(&self) {
+        let pid = self.child.id().expect("the worker is running");
+        let sent = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+    }
+
+    /// Its exit code, once it exited (`None`: ended by a signal).
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(PROCESS_DEADLINE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit within {PROCESS_DEADLINE:?}", self.name))
+            .unwrap();
+        if status.code().is_none() {
+            use std::os::unix::process::ExitStatusExt;
+            eprintln!("{} ended by signal {:?}", self.name, status.signal());
+        }
+        status.code()
+    }
+
+    /// Stop it with SIGTERM and return its exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        self.signal_term();
+        self.exit_code().await
+    }
+
+    /// SIGKILL it and reap it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
 pub struct Harness {
     pub store: Store,
     pub pool: PgPool,
     pub db_url: String,
     pub base: String,
-    pub broker: BrokerConfig,
-    pub session: Option<Session>,
-    pub logs: PathBuf,
+    session: Option<Session>,
+    /// Worker logs and whatever else a test writes; removed when the harness drops.
+    scratch: TempDir,
     /// The runtime that owns the harness's broker connection (its IO loop runs here), so Drop
     /// can close it on another thread without waiting on the test's own runtime.
     broker_rt: Option<tokio::runtime::Runtime>,
@@ -67,22 +142,18 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let cfg = broker.clone();
         let session = broker_rt
-            .spawn(async move { Session::open(&cfg, "test-harness").await })
+            .spawn(async move { Session::open(&broker, "test-harness").await })
             .await
             .unwrap()
             .unwrap();
-        let logs = std::env::temp_dir().join(format!("{base}.logs"));
-        std::fs::create_dir_all(&logs).unwrap();
         Harness {
             store: Store::from_pool(pool.clone()),
             pool,
             db_url,
             base,
-            broker,
             session: Some(session),
-            logs,
+            scratch: tempfile::tempdir().unwrap(),
             broker_rt: Some(broker_rt),
         }
     }
@@ -91,18 +162,24 @@ impl Harness {
         self.session.as_ref().unwrap()
     }
 
+    /// A directory of this test's own, removed when the harness drops.
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
     /// Start a worker process. `args` are extra flags after `consume`.
-    pub fn spawn_worker(&self, name: &str, args: &[&str]) -> Child {
+    pub fn spawn_worker(&self, name: &str, args: &[&str]) -> Worker {
         self.spawn_worker_env(name, args, &[])
     }
 
     /// Start a worker process with extra environment (overriding the defaults).
-    pub fn spawn_worker_env(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Child {
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+    pub fn spawn_worker_env(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Worker {
+        let log = std::fs::File::create(self.log_path(name)).unwrap();
+        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_decay-worker"));
         cmd.arg("consume")
             .args(args)
-            .env("DECAY_HTTP_ADDR", "127.0.0.1:0")
+            .env("DECAY_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", &self.db_url)
             .env("AMQP_URL", amqp_url())
             .env("DECAY_QUEUE", &self.base)
@@ -119,7 +196,11 @@ impl Harness {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap()
+        Worker {
+            name: name.to_string(),
+            port,
+            child: cmd.spawn().unwrap(),
+        }
     }
 
     /// Run a one-shot CLI command against this test's database and topology.
@@ -135,28 +216,13 @@ impl Harness {
             .unwrap()
     }
 
-    /// The port of a worker's HTTP listener, read from its log once it is up.
-    pub async fn http_port(&self, name: &str) -> u16 {
-        let mut port = None;
-        wait_until(
-            Duration::from_secs(30),
-            "the worker's http listener",
-            || {
-                port = self
-                    .log_of(name)
-                    .split("addr=127.0.0.1:")
-                    .nth(1)
-                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|p| p.parse::<u16>().ok());
-                std::future::ready(port.is_some())
-            },
-        )
-        .await;
-        port.unwrap()
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.scratch().join(format!("{name}.log"))
     }
 
+    /// What a worker has logged so far.
     pub fn log_of(&self, name: &str) -> String {
-        std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
 
     pub async fn publish(&self, id: &DecayJobId) {
@@ -304,9 +370,8 @@ impl Harness {
 
     /// SIGKILL a worker and end its database sessions, as the server would on its own once
     /// they woke up: a statement blocked on a lock does not notice its client is gone.
-    pub async fn kill_hard(&self, child: &mut Child) {
-        child.kill().await.unwrap();
-        child.wait().await.unwrap();
+    pub async fn kill_hard(&self, worker: &mut Worker) {
+        worker.kill().await;
         self.cut_worker_connections().await;
     }
 
@@ -327,60 +392,82 @@ impl Harness {
         .await
         .unwrap()
     }
-
-    /// Stop a worker with SIGTERM and return its exit code.
-    pub async fn terminate(child: &mut Child) -> Option<i32> {
-        let pid = child.id().unwrap() as i32;
-        std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        if status.code().is_none() {
-            use std::os::unix::process::ExitStatusExt;
-            eprintln!("worker {pid} ended by signal {:?}", status.signal());
-        }
-        status.code()
-    }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         // Delete the topology on the broker runtime, from a plain thread: Drop cannot await,
-        // and the test's own runtime is blocked right here.
+        // and the test's own runtime is blocked right here. (The scratch directory removes
+        // itself when its TempDir drops, right after this.)
         if let (Some(session), Some(rt)) = (self.session.take(), self.broker_rt.take()) {
+            let topology = session.topology().clone();
             let _ = std::thread::spawn(move || {
                 rt.block_on(async {
-                    let _ = session.delete_topology().await;
                     session.close().await;
+                    if let Err(e) = delete_topology(&topology).await {
+                        eprintln!("could not delete the test topology: {e}");
+                    }
                 });
                 drop(rt);
             })
             .join();
         }
-        let _ = std::fs::remove_dir_all(&self.logs);
     }
 }
 
-/// GET a path on 127.0.0.1:port; returns (status, body).
+/// Delete every queue and exchange of a topology, through a connection of the test's own: the
+/// product never deletes its topology, so it has no API for it.
+async fn delete_topology(topology: &Topology) -> Result<(), lapin::Error> {
+    let conn =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    for q in topology.queues() {
+        ch.queue_delete(q.name.as_str().into(), Default::default())
+            .await?;
+    }
+    for x in [topology.exchange().to_string(), topology.dlx()] {
+        ch.exchange_delete(x.as_str().into(), Default::default())
+            .await?;
+    }
+    conn.close(200, "bye".into()).await
+}
+
+/// GET a path on 127.0.0.1:port; returns (status, body). Panics if nothing answers.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path)
+        .await
+        .unwrap_or_else(|| panic!("no HTTP answer on 127.0.0.1:{port}{path}"))
+}
+
+/// GET a path on 127.0.0.1:port; `None` when nothing listens or the answer is not HTTP.
+pub async fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .unwrap();
+        .ok()?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
         .await
-        .unwrap();
+        .ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    s.read_to_string(&mut out).await.ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Some((status, body))
+}
+
+/// The value of one Prometheus series (`name` or `name{labels}`, exactly as rendered) in a
+/// `/metrics` body; `None` when the series is absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(name, _)| *name == series))
+        .map(|(_, v)| v.parse().unwrap())
+}
+
+/// The value of a series that must be there: fails, showing the body, when it is absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    metric(text, series).unwrap_or_else(|| panic!("no series `{series}` in:\n{text}"))
 }

@@ -1,16 +1,18 @@
 //! The worker end to end: real worker processes, the real RabbitMQ and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use common::harness::{Harness, wait_until};
-use common::*;
-use decay_worker::ids::DecayJobId;
+use decay_worker::decay::{JobKind, SummaryMethod};
+use decay_worker::ids::{DecayJobId, MemoryId};
+use decay_worker::llm::openai::{openai_prompt_template_digest, openai_user_message};
 use lapin::types::FieldTable;
 use sqlx::PgPool;
+
+use crate::testkit::attest::{place_envelope, sign_for, trusted_keys_file};
+use crate::testkit::harness::{Harness, wait_until};
+use crate::testkit::openai::{HeldOpenAi, summary_of};
+use crate::testkit::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -36,8 +38,8 @@ async fn two_workers_complete_every_job_exactly_once(pool: PgPool) {
     })
     .await;
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 200);
-    assert_eq!(Harness::terminate(&mut a).await, Some(0));
-    assert_eq!(Harness::terminate(&mut b).await, Some(0));
+    assert_eq!(a.terminate().await, Some(0));
+    assert_eq!(b.terminate().await, Some(0));
     // With both workers gone, anything unacked would be back in the queue.
     assert_eq!(h.left_in(&h.base).await, 0);
     h.assert_nothing_dead_lettered().await;
@@ -61,7 +63,7 @@ async fn duplicate_publishes_are_harmless(pool: PgPool) {
         h.ready_in(&h.base).await == 0
     })
     .await;
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 100);
     assert_eq!(h.left_in(&h.base).await, 0, "nothing left unacked");
 }
@@ -105,7 +107,7 @@ async fn killed_worker_loses_nothing(pool: PgPool) {
         by_survivor, 40,
         "the killed worker's jobs rolled back and each ran once, on the survivor"
     );
-    assert_eq!(Harness::terminate(&mut b).await, Some(0));
+    assert_eq!(b.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
 }
 
@@ -180,7 +182,7 @@ async fn malformed_messages_are_dead_lettered_once_each(pool: PgPool) {
     bodies.sort();
     sent.sort();
     assert_eq!(bodies, sent, "each poison body recorded once, as sent");
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
     assert_eq!(
         h.ready_in(&format!("{}.dead", h.base)).await,
@@ -234,7 +236,7 @@ async fn a_message_that_keeps_coming_back_is_dead_lettered_not_run(pool: PgPool)
     );
     let done = h.store.read_job(&fine).await.unwrap().unwrap();
     assert_eq!(done.state, "completed");
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
 }
 
@@ -264,33 +266,40 @@ async fn unknown_job_is_retried_then_dead_lettered(pool: PgPool) {
         2,
         "two retries before giving up"
     );
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
+}
+
+/// The worker logged that it sent this job's message to a retry tier for `why`.
+fn logged_retry(log: &str, id: &DecayJobId, why: &str) -> bool {
+    let (job, why) = (format!("job_id={id}"), format!("why=\"{why}\""));
+    log.lines()
+        .any(|l| l.contains("retry scheduled") && l.contains(&job) && l.contains(&why))
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
     let h = Harness::new(pool).await;
     let mut w = h.spawn_worker("w-sched", &[]);
-    // Start the clock once the worker consumes, so a slow start cannot make the job due.
-    wait_until(LONG, "the worker consuming", || async {
-        h.log_of("w-sched").contains("consuming")
-    })
-    .await;
+    w.await_ready().await;
     let due = Utc::now() + chrono::Duration::seconds(3);
     let later = candidate_job(&h.store, due).await;
-    h.publish(&later).await;
-    let now_job = jobs(&h, 1).await;
-    h.publish(&now_job[0]).await;
+    let far = candidate_job(&h.store, Utc::now() + chrono::Duration::hours(1)).await;
+    let now_job = jobs(&h, 1).await.remove(0);
+    for id in [&later, &far, &now_job] {
+        h.publish(id).await;
+    }
     wait_until(LONG, "the due job completed", || async {
-        h.store.read_job(&now_job[0]).await.unwrap().unwrap().state == "completed"
+        h.store.read_job(&now_job).await.unwrap().unwrap().state == "completed"
     })
     .await;
-    if Utc::now() < due {
-        assert_eq!(
-            h.store.read_job(&later).await.unwrap().unwrap().state,
-            "pending"
-        );
-    }
+    // The job due in an hour was looked at and deferred, so it is certainly not run yet.
+    wait_until(LONG, "the far job deferred", || async {
+        logged_retry(&h.log_of("w-sched"), &far, "not_due")
+    })
+    .await;
+    let row = h.store.read_job(&far).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
+    // The one due in three seconds runs, and not before its time.
     wait_until(LONG, "the scheduled job completed", || async {
         h.store.read_job(&later).await.unwrap().unwrap().state == "completed"
     })
@@ -302,8 +311,7 @@ async fn a_job_not_yet_due_waits_for_its_time(pool: PgPool) {
         row.updated_at,
         due
     );
-    assert!(h.log_of("w-sched").contains("why=\"not_due\""));
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
 }
 
@@ -349,7 +357,7 @@ async fn database_connections_killed_mid_run_fail_no_job(pool: PgPool) {
         h.log_of("w-dbkill").contains("why=\"transient\""),
         "the cut runs were retried"
     );
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.left_in(&h.base).await, 0);
 }
 
@@ -403,48 +411,108 @@ async fn broker_closing_the_connection_is_survived(pool: PgPool) {
     .await;
     assert!(h.log_of("w-closed").contains("reconnecting"));
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 40);
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
 }
 
+/// SIGTERM drains: jobs in flight when the signal arrives finish, their messages are acked by
+/// the stopping worker, and nothing is run twice. LLM jobs make "in flight" observable: each
+/// one is claimed and waits on a local OpenAI-compatible server that answers only when the
+/// test says so, so the signal provably lands while all of them are running.
 #[sqlx::test(migrations = "./migrations")]
-async fn sigterm_drains_and_exits_zero(pool: PgPool) {
-    let h = Harness::new(pool.clone()).await;
-    let ids = jobs(&h, 300).await;
-    let mut a = h.spawn_worker("w-term", &["--concurrency", "4", "--prefetch", "16"]);
+async fn sigterm_lets_jobs_in_flight_finish_and_acks_them(pool: PgPool) {
+    const N: usize = 4;
+    const MODEL: &str = "drain-model@1";
+    let h = Harness::new(pool).await;
+    let server = HeldOpenAi::start().await;
+    let attestations = tempfile::tempdir().unwrap();
+    let mut ids = Vec::with_capacity(N);
+    let mut asked = Vec::with_capacity(N);
+    for i in 0..N {
+        let claims = [format!("drain {i} alpha"), format!("drain {i} beta")];
+        let mut sources = Vec::new();
+        for c in &claims {
+            sources.push(memory(&h.store, c, 0.8, "agent").await.to_string());
+        }
+        let id = job_at(
+            &h.store,
+            JobKind::CandidateCompression,
+            SummaryMethod::LlmSummary,
+            sources,
+            Utc::now(),
+        )
+        .await;
+        place_envelope(
+            attestations.path(),
+            &sign_for(&id, MODEL, &openai_prompt_template_digest()),
+        );
+        asked.push(openai_user_message(&claims));
+        ids.push(id);
+    }
+    let keys = trusted_keys_file(h.scratch());
+    let concurrency = N.to_string();
+    let mut w = h.spawn_worker(
+        "w-drain",
+        &[
+            "--concurrency",
+            &concurrency,
+            "--summary-backend",
+            "openai",
+            "--openai-base-url",
+            &server.base_url,
+            "--openai-models",
+            MODEL,
+            "--trusted-operator-keys",
+            keys.to_str().unwrap(),
+            "--attestation-dir",
+            attestations.path().to_str().unwrap(),
+        ],
+    );
     for id in &ids {
         h.publish(id).await;
     }
-    wait_until(LONG, "some jobs done", || async {
-        h.count_state("completed").await >= 20
+    wait_until(LONG, "every job's request held at the server", || async {
+        server.received().len() == N
     })
     .await;
-    let started = std::time::Instant::now();
-    assert_eq!(Harness::terminate(&mut a).await, Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "exited within the grace period"
-    );
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM decay_jobs WHERE state = 'in_progress' AND claimed_by = 'w-term'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(left, 0, "the terminated worker left jobs in progress");
-    let mut b = h.spawn_worker("w-rest", &[]);
-    // The first worker may already have finished everything; wait for this one to be up
-    // before stopping it, or the SIGTERM lands before its handlers exist.
-    wait_until(LONG, "the second worker consuming", || async {
-        h.log_of("w-rest").contains("consuming")
+    assert_eq!(h.count_state("in_progress").await, N as i64, "all claimed");
+
+    w.signal_term();
+    // The worker has taken the signal with all N still running: it says so as it stops
+    // consuming. Only then do the jobs get their answers.
+    wait_until(LONG, "the worker draining its jobs", || async {
+        h.log_of("w-drain")
+            .lines()
+            .any(|l| l.contains("draining in-flight jobs") && l.contains(&format!("in_flight={N}")))
     })
     .await;
-    wait_until(LONG, "the rest completed by another worker", || async {
-        h.count_state("completed").await == 300
-    })
-    .await;
-    assert_eq!(h.assert_exactly_one_summary_per_job().await, 300);
-    assert_eq!(Harness::terminate(&mut b).await, Some(0));
-    assert_eq!(h.left_in(&h.base).await, 0);
+    server.release();
+    assert_eq!(w.exit_code().await, Some(0), "a drained worker exits 0");
+
+    // Finished by the stopping worker, on its first and only claim, with the held answer.
+    for (id, user) in ids.iter().zip(&asked) {
+        let row = h.store.read_job(id).await.unwrap().unwrap();
+        assert_eq!(row.state, "completed", "{id}");
+        assert_eq!(row.claimed_by.as_deref(), Some("w-drain"), "{id}");
+        assert_eq!(row.attempts, 1, "{id}");
+        let summary = MemoryId::parse(row.result_memory_id.as_deref().unwrap()).unwrap();
+        let m = read_memory(&h.pool, &summary).await.unwrap();
+        assert_eq!(m.claim, summary_of(user), "{id}");
+    }
+    assert_eq!(h.assert_exactly_one_summary_per_job().await, N as i64);
+    // Acked by the stopping worker: with no consumer left, an unacked message would be back
+    // in the queue. Never redelivered, and each job asked the server exactly once.
+    assert_eq!(h.left_in(&h.base).await, 0, "every message acked");
+    let redelivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM decay_jobs WHERE redeliveries <> 0")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(redelivered, 0, "no message came back");
+    let mut received = server.received();
+    received.sort();
+    asked.sort();
+    assert_eq!(received, asked, "each job reached the server once");
+    h.assert_nothing_dead_lettered().await;
 }
 
 /// A job whose settle waits on a lock (a long transaction on its sources) must not take the
@@ -496,5 +564,5 @@ async fn a_job_waiting_on_a_lock_does_not_hold_up_the_others(pool: PgPool) {
     .await;
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 21);
     h.assert_nothing_dead_lettered().await;
-    assert_eq!(Harness::terminate(&mut w).await, Some(0));
+    assert_eq!(w.terminate().await, Some(0));
 }

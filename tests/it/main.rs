@@ -1,0 +1,18 @@
+//! The integration tests: one binary, against the real PostgreSQL and RabbitMQ.
+//!
+//! Each test isolates itself: `#[sqlx::test]` gives it a fresh database with the migrations
+//! applied, and the [`testkit::harness::Harness`] a topology base of its own (deleted when it
+//! drops), its workers' HTTP ports and a scratch directory that is always removed.
+//!
+//! * [`runner`]: the runner contract, in process: claims, settles, leases, cancels.
+//! * [`worker`]: real worker processes: exactly-once completion, crashes, poison messages,
+//!   retries, a broker that closes the connection, the SIGTERM drain.
+//! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
+//! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod llm;
+mod operations;
+mod runner;
+mod testkit;
+mod worker;

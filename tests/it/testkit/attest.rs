@@ -1,0 +1,59 @@
+//! The test operator: one Ed25519 key, envelopes signed with it, and the files a runner or a
+//! worker reads them from. Every file lives in a temporary directory or is a temporary file,
+//! removed when the test drops it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use decay_worker::decay::attestation::{
+    AttestationEnvelope, TrustedKeyEntry, TrustedKeysFile, sign_envelope, verifying_key_hex,
+};
+use decay_worker::ids::DecayJobId;
+use serde::Serialize;
+use tempfile::{NamedTempFile, TempPath};
+
+/// The test operator's secret seed (the spec's vector key).
+pub const SEED: [u8; 32] = [0x2a; 32];
+/// The test operator's key id.
+pub const KEY_ID: &str = "k1";
+
+/// An envelope for `job` signed now by the test operator, pinning `model` and the prompt
+/// template `digest`.
+pub fn sign_for(job: &DecayJobId, model: &str, digest: &str) -> AttestationEnvelope {
+    sign_envelope(&SEED, KEY_ID, &Utc::now().to_rfc3339(), job, model, digest)
+}
+
+/// A new temporary file holding `contents`, removed when the returned path drops.
+pub fn temp_file(contents: impl AsRef<[u8]>) -> TempPath {
+    let mut f = NamedTempFile::new().unwrap();
+    f.write_all(contents.as_ref()).unwrap();
+    f.into_temp_path()
+}
+
+/// A new temporary file holding `value` as JSON, removed when the returned path drops.
+pub fn temp_json(value: &impl Serialize) -> TempPath {
+    temp_file(serde_json::to_vec(value).unwrap())
+}
+
+/// Put an envelope where a worker's `--attestation-dir` looks for it: `<dir>/<job_id>.json`.
+pub fn place_envelope(dir: &Path, env: &AttestationEnvelope) {
+    std::fs::write(
+        dir.join(format!("{}.json", env.decay_job_id)),
+        serde_json::to_vec(env).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A trusted-keys file in `dir` listing only the test operator's key.
+pub fn trusted_keys_file(dir: &Path) -> PathBuf {
+    let path = dir.join("trusted-keys.json");
+    let file = TrustedKeysFile {
+        keys: vec![TrustedKeyEntry {
+            key_id: KEY_ID.into(),
+            verifying_key_hex: verifying_key_hex(&SEED),
+        }],
+    };
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    path
+}

@@ -1,0 +1,134 @@
+//! A slow OpenAI-compatible server for worker tests: it takes chat completions and holds every
+//! answer until the test releases them, so the test decides when LLM jobs are in flight and
+//! when they may finish. It speaks just enough HTTP/1.1 for the product's client: one request
+//! per connection, answered with `connection: close`.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Largest request the server reads (a summary request is a few kilobytes).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+pub struct HeldOpenAi {
+    /// What to pass as `--openai-base-url`.
+    pub base_url: String,
+    /// The user message of every request received so far, in arrival order. A request is
+    /// recorded once fully read, before it is held.
+    received: Arc<Mutex<Vec<String>>>,
+    /// Turns true once: every held request (and every later one) is answered.
+    release: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HeldOpenAi {
+    /// Listen on a free local port.
+    pub async fn start() -> HeldOpenAi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (release, released) = watch::channel(false);
+        let seen = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(stream, seen.clone(), released.clone()));
+            }
+        });
+        HeldOpenAi {
+            base_url,
+            received,
+            release,
+            task,
+        }
+    }
+
+    /// The user messages received so far (held or answered).
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Answer every held request, and every later one at once.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+impl Drop for HeldOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The summary the server answers for a user message: deterministic, so a test can check
+/// which answer a job stored.
+pub fn summary_of(user_message: &str) -> String {
+    format!("held summary of: {}", user_message.replace('\n', " "))
+}
+
+/// Read one request, record its user message, wait for the release, answer.
+async fn answer(
+    mut stream: TcpStream,
+    received: Arc<Mutex<Vec<String>>>,
+    mut released: watch::Receiver<bool>,
+) {
+    let Some(body) = read_request(&mut stream).await else {
+        return;
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let user = request["messages"][1]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    received.lock().unwrap().push(user.clone());
+    if released.wait_for(|r| *r).await.is_err() {
+        return;
+    }
+    let reply = json!({
+        "id": "chatcmpl-held",
+        "object": "chat.completion",
+        "model": request["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": summary_of(&user)},
+            "finish_reason": "stop"
+        }]
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The body of one request (its `content-length` bytes after the head); `None` if the
+/// connection ends first or the request is too large.
+async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(buf[end + 4..end + 4 + length].to_vec());
+            }
+        }
+        if buf.len() > MAX_REQUEST_BYTES {
+            return None;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
