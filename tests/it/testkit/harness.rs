@@ -113,7 +113,9 @@ impl Worker {
 pub struct Harness {
     pub store: Store,
     pub pool: PgPool,
-    pub db_url: String,
+    /// This test's database, and the URL a worker process connects with.
+    db_name: String,
+    db_url: String,
     pub base: String,
     session: Option<Session>,
     /// Worker logs and whatever else a test writes; removed when the harness drops.
@@ -125,10 +127,10 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(pool: PgPool) -> Harness {
-        let db = pool.connect_options().get_database().unwrap().to_string();
+        let db_name = pool.connect_options().get_database().unwrap().to_string();
         let root = std::env::var("DATABASE_URL").unwrap();
         let (prefix, _) = root.rsplit_once('/').unwrap();
-        let db_url = format!("{prefix}/{db}");
+        let db_url = format!("{prefix}/{db_name}");
         let base = format!("test.{}", uuid::Uuid::new_v4().simple());
         let broker = BrokerConfig {
             url: amqp_url(),
@@ -150,6 +152,7 @@ impl Harness {
         Harness {
             store: Store::from_pool(pool.clone()),
             pool,
+            db_name,
             db_url,
             base,
             session: Some(session),
@@ -240,11 +243,7 @@ impl Harness {
     /// A plain lapin connection and channel of the test's own (for what the product never
     /// does: publishing straight into a queue, taking messages without acking them).
     pub async fn raw_channel(&self) -> (lapin::Connection, lapin::Channel) {
-        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        (conn, ch)
+        open_raw().await.unwrap()
     }
 
     /// Take `n` messages of the main queue without acking them and close the channel, as a
@@ -351,18 +350,12 @@ impl Harness {
 
     /// Worker statements of this test's database waiting on a lock.
     pub async fn lock_waiters(&self) -> i64 {
-        let db = self
-            .pool
-            .connect_options()
-            .get_database()
-            .unwrap()
-            .to_string();
         sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
               WHERE datname = $1 AND application_name = 'decay-worker'
                 AND wait_event_type = 'Lock'",
         )
-        .bind(&db)
+        .bind(&self.db_name)
         .fetch_one(&self.pool)
         .await
         .unwrap()
@@ -377,17 +370,11 @@ impl Harness {
 
     /// Terminate every worker connection to this test's database; returns how many.
     pub async fn cut_worker_connections(&self) -> i64 {
-        let db = self
-            .pool
-            .connect_options()
-            .get_database()
-            .unwrap()
-            .to_string();
         sqlx::query_scalar(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
               WHERE datname = $1 AND application_name = 'decay-worker'",
         )
-        .bind(&db)
+        .bind(&self.db_name)
         .fetch_one(&self.pool)
         .await
         .unwrap()
@@ -418,9 +405,7 @@ impl Drop for Harness {
 /// Delete every queue and exchange of a topology, through a connection of the test's own: the
 /// product never deletes its topology, so it has no API for it.
 async fn delete_topology(topology: &Topology) -> Result<(), lapin::Error> {
-    let conn =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
+    let (conn, ch) = open_raw().await?;
     for q in topology.queues() {
         ch.queue_delete(q.name.as_str().into(), Default::default())
             .await?;
@@ -430,6 +415,14 @@ async fn delete_topology(topology: &Topology) -> Result<(), lapin::Error> {
             .await?;
     }
     conn.close(200, "bye".into()).await
+}
+
+/// A lapin connection to the test broker, and a channel on it.
+async fn open_raw() -> Result<(lapin::Connection, lapin::Channel), lapin::Error> {
+    let conn =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    Ok((conn, ch))
 }
 
 /// GET a path on 127.0.0.1:port; returns (status, body). Panics if nothing answers.
