@@ -4,7 +4,7 @@
 //! and an exit code.
 //!
 //! Reports on stdout are either text for people or, with `--json`, a typed report struct
-//! (`#[derive(Serialize)]`) printed by [`print_json`]. Logs go to stderr.
+//! (`#[derive(Serialize)]`) printed by `print_json`. Logs go to stderr.
 
 mod attest;
 mod consume;
