@@ -2,8 +2,8 @@
 //! listener, the shutdown signal, and the wait for a database that is still starting.
 //!
 //! These are the process's edges, so their errors are [`anyhow::Error`]s carrying one line an
-//! operator can act on (which URL, which address); the commands in [`crate::cmd`] turn them into
-//! exit codes. Everything below this module returns typed errors.
+//! operator can act on (which URL, which address, and the cause's own words); the commands in
+//! [`crate::cmd`] turn them into exit codes. Everything below this module returns typed errors.
 //!
 //! The order of `consume`'s start is deliberate, and these pieces exist to keep it:
 //! 1. [`shutdown_watch`] first, so a SIGTERM that arrives while anything below is still
@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -80,12 +80,14 @@ pub fn lazy_store(db: &DatabaseArgs, pool: Pool) -> anyhow::Result<Store> {
 }
 
 /// Install the SIGTERM/SIGINT handlers now, before anything else can take time, and return a
-/// flag that turns true on the first signal. Every long-running loop selects on it; none of
-/// them is ever killed mid-step.
+/// flag that turns true on the first signal. The loops that must stop cleanly (the consume
+/// loop and its drain, the reconciler, the migration wait) watch it.
 pub fn shutdown_watch() -> anyhow::Result<watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow!("cannot install the SIGINT handler: {e}"))?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
