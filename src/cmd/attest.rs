@@ -37,7 +37,7 @@ pub fn keygen(a: AttestKeygenArgs) -> Result<(), CliError> {
     let key = generate_key_file(&a.key_id).map_err(CliError::usage)?;
     let text = serde_json::to_string_pretty(&key).map_err(CliError::internal)?;
     write_private(&a.out, &text)?;
-    let verifying_key_hex = key.verifying_key_hex().map_err(CliError::internal_msg)?;
+    let verifying_key_hex = key.verifying_key_hex().map_err(CliError::internal)?;
     print_json(&KeygenReport {
         key_id: &key.key_id,
         verifying_key_hex,
@@ -110,5 +110,5 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::usage(format!("cannot create {}: {e}", path.display())))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.write_all(b"\n"))
-        .map_err(|e| CliError::internal_msg(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))
 }

@@ -89,7 +89,7 @@ pub async fn requeue(a: DeadLettersPickArgs) -> Result<(), CliError> {
     let which = selector(&a)?;
     let store = app::connect_store(&a.db, Pool::Command).await?;
     let Some(session) = collect(&broker, &store).await else {
-        return Err(CliError::internal_msg(
+        return Err(CliError::internal(
             "cannot requeue: the broker is unreachable (see the warning above)",
         ));
     };

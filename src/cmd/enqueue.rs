@@ -30,7 +30,7 @@ pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
         }
         if let Err(e) = producer.publish(id).await {
             producer.close().await;
-            return Err(CliError::internal_msg(format!(
+            return Err(CliError::internal(format!(
                 "publishing {id} failed: {}",
                 describe(&e)
             )));

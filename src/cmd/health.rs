@@ -9,7 +9,7 @@ pub async fn run(a: HealthArgs) -> Result<(), CliError> {
     if crate::http::probe(a.http_addr.port()).await {
         Ok(())
     } else {
-        Err(CliError::internal_msg(format!(
+        Err(CliError::internal(format!(
             "no healthy worker on 127.0.0.1:{}",
             a.http_addr.port()
         )))

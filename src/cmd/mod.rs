@@ -61,9 +61,10 @@ impl Exit {
 
 /// A command's failure: its exit code and one line for stderr.
 ///
-/// Internal errors keep their source as an [`anyhow::Error`]. The line shows only the top
-/// error's text: our typed errors already quote their cause (`database error: …`), so printing
-/// the chain would say it twice. Every line is redacted, so no URL password reaches stderr.
+/// An error that arrives through `?` (a typed library error, or [`crate::app`]'s `anyhow`
+/// errors) is kept whole, as an [`anyhow::Error`]. The line shows only its top text: our typed
+/// errors already quote their cause (`database error: …`), so printing the chain would say it
+/// twice. Every line is redacted, so no URL password reaches stderr.
 #[derive(Debug)]
 pub struct CliError {
     pub exit: Exit,
@@ -90,13 +91,9 @@ impl CliError {
         CliError::new(Exit::Integrity, anyhow::anyhow!("{message}"))
     }
 
-    /// The database, the broker or the file system failed.
-    pub fn internal(error: impl Into<anyhow::Error>) -> CliError {
-        CliError::new(Exit::Internal, error.into())
-    }
-
-    /// An internal failure described by a message only.
-    pub fn internal_msg(message: impl fmt::Display) -> CliError {
+    /// The database, the broker or the file system failed. (`?` on a typed library error
+    /// does the same and keeps the error as the source.)
+    pub fn internal(message: impl fmt::Display) -> CliError {
         CliError::new(Exit::Internal, anyhow::anyhow!("{message}"))
     }
 
@@ -114,19 +111,19 @@ impl fmt::Display for CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> CliError {
-        CliError::internal(e)
+        CliError::new(Exit::Internal, e)
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
-        CliError::internal(e)
+        CliError::new(Exit::Internal, e.into())
     }
 }
 
 impl From<BrokerError> for CliError {
     fn from(e: BrokerError) -> CliError {
-        CliError::internal(e)
+        CliError::new(Exit::Internal, e.into())
     }
 }
 
@@ -189,7 +186,7 @@ mod tests {
             (e.code(), e.to_string()),
             (7, "decay.run.not_due: later".into())
         );
-        let e = CliError::internal_msg("cannot reach postgres://u:secret@h/db");
+        let e = CliError::internal("cannot reach postgres://u:secret@h/db");
         assert_eq!(e.to_string(), "cannot reach postgres://u:***@h/db");
         let e = CliError::from(StoreError::Validation("bad".into()));
         assert_eq!(

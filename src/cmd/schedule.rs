@@ -62,7 +62,7 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
         if let Some(dir) = &a.attestation_dir {
             let dest = dir.join(format!("{}.json", job.id));
             std::fs::copy(path, &dest).map_err(|e| {
-                CliError::internal_msg(format!(
+                CliError::internal(format!(
                     "cannot copy the envelope to {}: {e}",
                     dest.display()
                 ))
