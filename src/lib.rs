@@ -63,7 +63,8 @@
 //!   a command).
 //! * [`retry`]: the one backoff policy: retry tiers of job messages, reconnects, migration
 //!   waits, the producer's second try.
-//! * [`http`]: `/healthz`, `/readyz` and `/metrics` of a worker.
+//! * [`http`]: one HTTP stack (axum on hyper, with the same limits everywhere): a worker's
+//!   `/healthz`, `/readyz` and `/metrics`, and the operator dashboard.
 //! * The process edge: [`cli`] (the clap tree) and [`config`] (typed, validated settings, each
 //!   default declared once beside its settings type); [`cmd`], one file per command, and
 //!   [`app`], the wiring they share (pool, metrics and listener, shutdown signal, migration

@@ -21,6 +21,11 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     let port = w.port;
     w.await_listening().await;
     assert_eq!(http_get(port, "/healthz").await.0, 200);
+    // The image's health check: `decay-worker health` probes the same listener.
+    let probe = h
+        .cli(&["health", "--http-addr", &format!("127.0.0.1:{port}")])
+        .await;
+    assert!(probe.status.success(), "health probe: {probe:?}");
     wait_until(LONG, "ready", || async {
         http_get(port, "/readyz").await.0 == 200
     })
@@ -62,6 +67,10 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     );
     assert_eq!(metric_value(&m, "decay_jobs_in_flight"), 0.0, "all settled");
     assert_eq!(w.terminate().await, Some(0));
+    let probe = h
+        .cli(&["health", "--http-addr", &format!("127.0.0.1:{port}")])
+        .await;
+    assert!(!probe.status.success(), "health of a stopped worker: {probe:?}");
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -438,7 +438,9 @@ pub async fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+    // `connection: close`: HTTP/1.1 keeps a connection open by default, and this helper
+    // reads the response to the end of the stream.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut out = String::new();

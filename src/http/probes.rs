@@ -1,0 +1,197 @@
+//! `/healthz`, `/readyz` and `/metrics`: the routes probes and scrapers use.
+//!
+//! They answer exactly as the hand-written listener they replace did (README "Operations"):
+//! `/healthz` is `ok` while the process runs, `/readyz` names the broker and the database
+//! and is 503 when either is down, `/metrics` is the Prometheus text from
+//! `metrics-exporter-prometheus`. The limits around them are the shared ones of
+//! [`super::harden`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::store::Store;
+use crate::worker::Health;
+
+/// Default listener address of `/healthz`, `/readyz` and `/metrics`.
+pub const DEFAULT_ADDR: &str = "0.0.0.0:9090";
+
+/// Job duration buckets (seconds): deterministic jobs take milliseconds, LLM jobs seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// How long `/readyz` waits for the database before calling it unavailable: a probe must
+/// answer well inside its own timeout even when the database hangs.
+const READINESS_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Install the global Prometheus recorder and describe our metrics. A background task runs
+/// the recorder's upkeep: without it histogram samples pile up between scrapes, and a worker
+/// nobody scrapes would grow with every job.
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+            &DURATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    metrics::describe_counter!(
+        "decay_jobs_total",
+        "Deliveries settled, by outcome (completed, noop, failed, retried, deferred, dead_lettered, ...)"
+    );
+    metrics::describe_histogram!(
+        "decay_job_duration_seconds",
+        "Time to run one job, by kind and outcome"
+    );
+    metrics::describe_gauge!("decay_jobs_in_flight", "Jobs running now");
+    metrics::describe_counter!("decay_deliveries_total", "Deliveries received");
+    metrics::describe_counter!(
+        "decay_redeliveries_total",
+        "Deliveries flagged redelivered by the broker"
+    );
+    metrics::describe_counter!(
+        "decay_broker_reconnects_total",
+        "Broker sessions re-opened after a failure"
+    );
+    metrics::describe_counter!(
+        "decay_database_errors_total",
+        "Runs that ended in a database error (retried)"
+    );
+    metrics::describe_counter!(
+        "decay_lease_recoveries_total",
+        "Expired claims of other runners recovered"
+    );
+    metrics::describe_counter!(
+        "decay_reconciled_total",
+        "Jobs republished by the reconciler"
+    );
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Shared state of the worker's endpoint.
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: PrometheusHandle,
+    pub health: Arc<Health>,
+    pub store: Store,
+}
+
+/// What `/readyz` checks besides the database: the worker's broker session, or nothing (the
+/// dashboard serves its pages from the database alone and opens the broker on demand).
+#[derive(Clone)]
+pub(crate) enum BrokerReadiness {
+    Worker(Arc<Health>),
+    NotRequired,
+}
+
+#[derive(Clone)]
+struct ProbeState {
+    metrics: Option<PrometheusHandle>,
+    broker: BrokerReadiness,
+    store: Store,
+}
+
+/// The worker's routes: `/healthz`, `/readyz`, `/metrics`; 404 for anything else.
+pub fn worker_router(state: HttpState) -> Router {
+    probe_routes(ProbeState {
+        metrics: Some(state.metrics),
+        broker: BrokerReadiness::Worker(state.health),
+        store: state.store,
+    })
+    .fallback(not_found)
+}
+
+/// `/healthz` and `/readyz` for another process (the dashboard), to merge into its router.
+pub(crate) fn health_routes(store: Store) -> Router {
+    probe_routes(ProbeState {
+        metrics: None,
+        broker: BrokerReadiness::NotRequired,
+        store,
+    })
+}
+
+fn probe_routes(state: ProbeState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if state.metrics.is_some() {
+        router = router.route("/metrics", get(metrics_text));
+    }
+    router.with_state(state)
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn healthz() -> Response {
+    text(StatusCode::OK, "text/plain", "ok\n".into())
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())
+}
+
+async fn metrics_text(State(state): State<ProbeState>) -> Response {
+    let body = state.metrics.map(|m| m.render()).unwrap_or_default();
+    text(StatusCode::OK, "text/plain; version=0.0.4", body)
+}
+
+async fn readyz(State(state): State<ProbeState>) -> Response {
+    let db = matches!(
+        tokio::time::timeout(READINESS_DB_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let (ready, body) = match &state.broker {
+        BrokerReadiness::Worker(health) => {
+            let broker = health.broker_ready.load(Ordering::Relaxed);
+            (
+                broker && db,
+                format!("broker: {}\ndatabase: {}\n", word(broker), word(db)),
+            )
+        }
+        BrokerReadiness::NotRequired => (db, format!("database: {}\n", word(db))),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "text/plain", body)
+}
+
+/// `decay-worker health`: GET `/healthz` on the local listener; true when it answers 200.
+/// A client this small needs no HTTP library: one request, `connection: close`, read to the
+/// end, look at the status line.
+pub async fn probe(port: u16) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), attempt).await,
+        Ok(Ok(true))
+    )
+}
