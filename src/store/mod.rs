@@ -8,6 +8,7 @@
 //! [`crate::decay::JobRecord`]s and source structs, and what a settle writes is the domain's
 //! effect. sqlx's row types stay in here.
 
+pub mod dashboard;
 mod dead_letters;
 mod jobs;
 mod memories;
