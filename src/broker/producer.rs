@@ -48,6 +48,12 @@ impl Producer {
         self.session().await?.publish_job(id).await
     }
 
+    /// The open session, for callers that need more than a publish on the same lazily
+    /// (re)opened connection: the dashboard reads queue depths and requeues dead letters.
+    pub async fn connected(&mut self) -> Result<&Session, BrokerError> {
+        self.session().await
+    }
+
     pub async fn close(mut self) {
         if let Some(s) = self.session.take() {
             s.close().await;

@@ -13,6 +13,7 @@
 //! * a deadline per request, and a cap on requests in progress that answers 503 at once
 //!   rather than queueing without bound.
 
+pub mod dashboard;
 mod probes;
 
 use std::future::Future;
