@@ -34,6 +34,9 @@ pub const COMMAND_CONNECTIONS: u32 = 2;
 pub const RUN_CONNECTIONS: u32 = 3;
 /// Connections `consume` adds to its concurrency (heartbeats, the reconciler, probes).
 pub const CONSUME_EXTRA_CONNECTIONS: u32 = 2;
+/// Pool size of `dashboard`: a page runs its reads one after another in one transaction;
+/// the rest serve concurrent viewers, the tally and the probes.
+pub const DASHBOARD_CONNECTIONS: u32 = 4;
 
 /// Which command a pool is for; it decides the pool size unless `--db-max-connections` says
 /// otherwise. The sizes are the constants above, declared nowhere else.
@@ -45,6 +48,8 @@ pub enum Pool {
     Run,
     /// `consume`: one connection per job run at once, plus [`CONSUME_EXTRA_CONNECTIONS`].
     Consume { concurrency: usize },
+    /// `dashboard`.
+    Dashboard,
 }
 
 impl Pool {
@@ -53,6 +58,7 @@ impl Pool {
         match self {
             Pool::Command => COMMAND_CONNECTIONS,
             Pool::Run => RUN_CONNECTIONS,
+            Pool::Dashboard => DASHBOARD_CONNECTIONS,
             Pool::Consume { concurrency } => u32::try_from(concurrency)
                 .unwrap_or(u32::MAX)
                 .saturating_add(CONSUME_EXTRA_CONNECTIONS),

@@ -44,6 +44,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Probe the local worker's /healthz (for container health checks): exit 0 when healthy.
     Health(HealthArgs),
+    /// Serve the operator dashboard (web UI): overview, jobs, dead letters, and actions for
+    /// an operator holding DECAY_DASHBOARD_TOKEN (environment only).
+    Dashboard(DashboardArgs),
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
@@ -64,6 +67,21 @@ pub struct ConsumeArgs {
     /// Address of the /healthz, /readyz and /metrics listener (port 0 picks a free port).
     #[arg(long, env = "DECAY_HTTP_ADDR", default_value = crate::http::DEFAULT_ADDR)]
     pub http_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Address of the dashboard (and its /healthz, /readyz). Actions need the operator token
+    /// in DECAY_DASHBOARD_TOKEN; there is deliberately no flag for it.
+    #[arg(long, env = "DECAY_DASHBOARD_ADDR", default_value = crate::http::dashboard::DEFAULT_ADDR)]
+    pub dashboard_addr: std::net::SocketAddr,
+    /// How often the overview refreshes itself in the browser.
+    #[arg(long, env = "DECAY_DASHBOARD_REFRESH", default_value_t = DurationArg(crate::http::dashboard::DEFAULT_REFRESH))]
+    pub dashboard_refresh: DurationArg,
 }
 
 #[derive(Debug, Args)]

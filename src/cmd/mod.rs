@@ -8,6 +8,7 @@
 
 mod attest;
 mod consume;
+mod dashboard;
 mod dead_letters;
 mod demo;
 mod enqueue;
@@ -139,6 +140,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Stats(a)) => jobs::stats(a).await,
         Command::Consume(a) => consume::run(a).await,
         Command::Health(a) => health::run(a).await,
+        Command::Dashboard(a) => dashboard::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Attest(AttestCommand::Keygen(a)) => attest::keygen(a),
         Command::Attest(AttestCommand::Sign(a)) => attest::sign(a),

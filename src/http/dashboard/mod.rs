@@ -37,6 +37,13 @@ use crate::store::{Store, StoreError};
 use crate::telemetry::redact;
 pub use auth::OperatorAuth;
 
+/// Default address of `decay-worker dashboard`: this machine only, since the read-only pages
+/// need no token; expose it deliberately (compose maps it to a host port).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// Default interval of the overview's self-refresh.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
+
 /// How long a page waits for the broker's queue depths before showing them as unavailable:
 /// the rest of the overview comes from the database and must not wait on a broker outage.
 const BROKER_READ_WAIT: Duration = Duration::from_secs(3);
