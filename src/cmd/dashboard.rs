@@ -42,9 +42,9 @@ pub async fn run(a: DashboardArgs) -> Result<(), CliError> {
         auth,
         refresh: a.dashboard_refresh.0,
     });
-    let (listener, bound) = web::bind(a.dashboard_addr).await.map_err(|e| {
-        CliError::internal(format!("cannot listen on {}: {e}", a.dashboard_addr))
-    })?;
+    let (listener, bound) = web::bind(a.dashboard_addr)
+        .await
+        .map_err(|e| CliError::internal(format!("cannot listen on {}: {e}", a.dashboard_addr)))?;
     tracing::info!(addr = %bound, read_only, "dashboard listening");
     if read_only {
         tracing::info!("{TOKEN_ENV} is not set: the dashboard is read-only");

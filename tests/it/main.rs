@@ -9,8 +9,13 @@
 //!   retries, a broker that closes the connection, the SIGTERM drain.
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
+//! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
+//!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
+//!   its query-string parsing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod dashboard;
+mod dashboard_query;
 mod llm;
 mod operations;
 mod runner;

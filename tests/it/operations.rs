@@ -70,7 +70,10 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     let probe = h
         .cli(&["health", "--http-addr", &format!("127.0.0.1:{port}")])
         .await;
-    assert!(!probe.status.success(), "health of a stopped worker: {probe:?}");
+    assert!(
+        !probe.status.success(),
+        "health of a stopped worker: {probe:?}"
+    );
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -69,9 +69,14 @@ fn peer_of(peer: Option<Extension<Peer>>) -> String {
     peer.map_or_else(|| "unknown".to_string(), |Extension(Peer(p))| p.to_string())
 }
 
+/// The form, or a page with the rejection's own status (413 too large, 415 not a form, 400
+/// missing fields) and what was wrong.
 fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
     f.map(|Form(t)| t).map_err(|e| {
-        PageError::BadRequest(format!("The form could not be read: {}", e.body_text()))
+        PageError::Rejected(
+            e.status(),
+            format!("The form could not be read: {}", e.body_text()),
+        )
     })
 }
 
@@ -297,12 +302,7 @@ pub(super) async fn cancel(
         )));
     }
     let back = (format!("/jobs/{id}"), "Back to the job");
-    match d
-        .inner
-        .store
-        .cancel_job(&id, reason, Utc::now())
-        .await?
-    {
+    match d.inner.store.cancel_job(&id, reason, Utc::now()).await? {
         CancelOutcome::Cancelled { from } => {
             tracing::info!(target: TARGET, action = "cancel_job", %peer, job_id = %id, %from, %reason, "dashboard action: job cancelled");
             d.done(
@@ -349,10 +349,7 @@ pub(super) async fn publish(
             .await
             .map_err(|e| PageError::Broker(describe(&e)))?;
     }
-    d.inner
-        .store
-        .mark_published(&[id], Utc::now())
-        .await?;
+    d.inner.store.mark_published(&[id], Utc::now()).await?;
     tracing::info!(target: TARGET, action = "publish_job", %peer, job_id = %id, "dashboard action: job published again");
     d.done(
         &headers,

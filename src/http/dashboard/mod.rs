@@ -169,6 +169,9 @@ pub enum PageError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// An extractor refused the request (a form too large, of the wrong type...): its status.
+    #[error("{1}")]
+    Rejected(StatusCode, String),
     #[error("the database is unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("the broker is unavailable: {0}")]
@@ -182,6 +185,7 @@ impl IntoResponse for PageError {
             PageError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             PageError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
             PageError::Conflict(_) => (StatusCode::CONFLICT, "Not possible now"),
+            PageError::Rejected(status, _) => (*status, "Bad request"),
             PageError::Store(_) | PageError::Broker(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
             }
@@ -230,7 +234,7 @@ async fn method_not_allowed() -> Response {
 }
 
 /// Headers of every dashboard response: nothing may load from elsewhere, be framed, or be
-/// sniffed into another type; no referrer leaks job ids to other sites.
+/// sniffed into another type; no referrer (job ids in URLs) leaks to other sites.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -246,9 +250,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on
+    // the dashboard's own form POSTs, which the cross-site check must refuse.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

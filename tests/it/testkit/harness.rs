@@ -165,6 +165,11 @@ impl Harness {
         self.session.as_ref().unwrap()
     }
 
+    /// The URL of this test's database, for a process the test starts.
+    pub fn db_url(&self) -> &str {
+        &self.db_url
+    }
+
     /// A directory of this test's own, removed when the harness drops.
     pub fn scratch(&self) -> &Path {
         self.scratch.path()

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub mod attest;
+pub mod browser;
 pub mod harness;
 pub mod openai;
 
