@@ -21,7 +21,7 @@ mod pages;
 pub mod query;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 
 use crate::broker::producer::Producer;
 use crate::broker::{BrokerConfig, Topology};
+use crate::store::dashboard::TerminalTally;
 use crate::store::{Store, StoreError};
 use crate::telemetry::redact;
 pub use auth::OperatorAuth;
@@ -47,6 +48,14 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
 /// How long a page waits for the broker's queue depths before showing them as unavailable:
 /// the rest of the overview comes from the database and must not wait on a broker outage.
 const BROKER_READ_WAIT: Duration = Duration::from_secs(3);
+
+/// How often the overview recounts terminal jobs in full (one pass over the table); between
+/// recounts it counts only what changed since (see [`crate::store::dashboard::TerminalTally`]).
+const TALLY_EVERY: Duration = Duration::from_secs(600);
+
+/// How far behind the database's clock the full count stops: later changes are counted on
+/// every refresh, so a settle committed a little after its `updated_at` is not missed.
+const TALLY_MARGIN: Duration = Duration::from_secs(300);
 
 /// What the dashboard needs to run.
 pub struct DashboardConfig {
@@ -73,6 +82,8 @@ struct Inner {
     actor: Mutex<Option<Producer>>,
     auth: Option<OperatorAuth>,
     refresh: Duration,
+    /// The last full count of terminal jobs, and when it was taken.
+    tally: Mutex<Option<(TerminalTally, Instant)>>,
 }
 
 impl Dashboard {
@@ -91,6 +102,7 @@ impl Dashboard {
                 ))),
                 auth: cfg.auth,
                 refresh: cfg.refresh,
+                tally: Mutex::new(None),
             }),
         }
     }

@@ -8,16 +8,19 @@ use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::time::Instant;
 
 use super::chart::{self, Chart};
 use super::query::{JobCursor, JobFilter, JobPage, LetterFilter, Parsed};
-use super::{BROKER_READ_WAIT, Chrome, Dashboard, PageError, Viewer};
+use super::{BROKER_READ_WAIT, Chrome, Dashboard, PageError, TALLY_EVERY, TALLY_MARGIN, Viewer};
 use crate::broker::describe;
 use crate::broker::topology::RETRY_TIERS;
 use crate::decay::{JobKind, JobStateKind};
 use crate::ids::DecayJobId;
 use crate::store::DeadLetterSelector;
-use crate::store::dashboard::{JobDetail, JobListFrom, JobListQuery, JobListRow, Overview};
+use crate::store::dashboard::{
+    JobDetail, JobListFrom, JobListQuery, JobListRow, Overview, StateKindCount, TerminalTally,
+};
 
 /// Rows per page of the lists.
 const PAGE_SIZE: i64 = 50;
@@ -242,6 +245,21 @@ fn live(o: Overview, queues: Result<Vec<QueueRow>, String>) -> Live {
     }
 }
 
+/// Per state and kind, the sum of two sets of counts.
+fn add_counts(a: &[StateKindCount], b: &[StateKindCount]) -> Vec<StateKindCount> {
+    let mut out: Vec<StateKindCount> = Vec::new();
+    for c in a.iter().chain(b) {
+        match out
+            .iter_mut()
+            .find(|o| o.state == c.state && o.kind == c.kind)
+        {
+            Some(o) => o.count += c.count,
+            None => out.push(c.clone()),
+        }
+    }
+    out
+}
+
 impl Dashboard {
     /// Ready messages and consumers of every queue of the topology, by passive declare; an
     /// error text when the broker does not answer within [`BROKER_READ_WAIT`].
@@ -281,14 +299,36 @@ impl Dashboard {
             })
     }
 
+    /// The full count of terminal jobs, taken again when older than [`TALLY_EVERY`]. The
+    /// lock is held while counting, so concurrent refreshes wait for one count instead of
+    /// each running their own.
+    async fn tally(&self) -> Result<TerminalTally, PageError> {
+        let mut guard = self.inner.tally.lock().await;
+        if let Some((tally, at)) = guard.as_ref()
+            && at.elapsed() < TALLY_EVERY
+        {
+            return Ok(tally.clone());
+        }
+        let tally = self
+            .inner
+            .store
+            .dashboard_terminal_tally(TALLY_MARGIN)
+            .await?;
+        *guard = Some((tally.clone(), Instant::now()));
+        Ok(tally)
+    }
+
     async fn live(&self) -> Result<Live, PageError> {
+        let tally = self.tally().await?;
         let (overview, queues) = tokio::join!(
             self.inner
                 .store
-                .dashboard_overview(self.inner.topology.queue()),
+                .dashboard_overview(self.inner.topology.queue(), tally.upto),
             self.queue_depths()
         );
-        Ok(live(overview?, queues))
+        let mut overview = overview?;
+        overview.by_state_kind = add_counts(&tally.counts, &overview.by_state_kind);
+        Ok(live(overview, queues))
     }
 }
 
