@@ -54,6 +54,8 @@ USER 10001:10001
 
 # /healthz, /readyz and /metrics (DECAY_HTTP_ADDR, default 0.0.0.0:9090).
 EXPOSE 9090
+# `decay-worker dashboard` (DECAY_DASHBOARD_ADDR); compose runs it as its own service.
+EXPOSE 8080
 
 # The worker drains in-flight jobs on SIGTERM (DECAY_SHUTDOWN_GRACE, default 30s); give the
 # container a longer stop timeout than that (compose: stop_grace_period).
