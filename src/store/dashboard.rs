@@ -10,10 +10,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
-use uuid::Uuid;
 
 use super::{DeadLetterRow, Store, StoreError};
-use crate::decay::{JobKind, JobStateKind};
+use crate::decay::{JobKind, JobRecord, JobStateKind};
 use crate::ids::DecayJobId;
 
 /// Jobs of one state and kind.
@@ -127,28 +126,12 @@ pub struct JobListPage {
     pub more_newer: bool,
 }
 
-/// Every typed column of a job, including the audit ones the runner's row leaves out.
-#[derive(Debug, Clone, PartialEq, FromRow)]
+/// Every typed column of a job: the record the runner reads, and the audit columns it
+/// leaves out.
+#[derive(Debug, Clone, FromRow)]
 pub struct JobDetailRow {
-    pub id: String,
-    pub kind: String,
-    pub summary_method: String,
-    pub source_ids_json: Value,
-    pub state: String,
-    pub state_reason: Option<String>,
-    pub result_memory_id: Option<String>,
-    pub scheduled_for: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    pub updated_at: DateTime<Utc>,
-    pub attempts: i32,
-    pub claim_token: Option<Uuid>,
-    pub claimed_by: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub failure_code: Option<String>,
-    pub last_published_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub attestation_key_id: Option<String>,
+    #[sqlx(flatten)]
+    pub record: JobRecord,
     pub attestation_signature_hex: Option<String>,
     pub redeliveries: i32,
 }
@@ -454,17 +437,11 @@ impl Store {
     pub async fn dashboard_job(&self, id: &DecayJobId) -> Result<Option<JobDetail>, StoreError> {
         let id = id.to_string();
         let mut tx = snapshot(self).await?;
-        let Some(job) = sqlx::query_as::<_, JobDetailRow>(
-            "SELECT id, kind, summary_method, source_ids_json, state, state_reason,
-                    result_memory_id, scheduled_for, created_at, created_by, updated_at,
-                    attempts, claim_token, claimed_by, lease_expires_at, failure_code,
-                    last_published_at, cancel_reason, attestation_key_id,
-                    attestation_signature_hex, redeliveries
-               FROM decay_jobs WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?
+        // `*`: the record reads its columns by name, and so do the two audit columns.
+        let Some(job) = sqlx::query_as::<_, JobDetailRow>("SELECT * FROM decay_jobs WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
         else {
             return Ok(None);
         };
@@ -495,7 +472,7 @@ impl Store {
         .bind(&id)
         .fetch_all(&mut *tx)
         .await?;
-        let (summary, edges) = match &job.result_memory_id {
+        let (summary, edges) = match &job.record.result_memory_id {
             None => (None, Vec::new()),
             Some(memory) => {
                 let summary = sqlx::query_as(

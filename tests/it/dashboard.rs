@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::testkit::browser::{Browser, DashboardProcess, PAGE, http, spawn_dashboard};
+use crate::testkit::browser::{Browser, DashboardProcess, PAGE, http, post_form, spawn_dashboard};
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
 use chrono::Utc;
@@ -17,13 +17,17 @@ use sqlx::PgPool;
 const TOKEN: &str = "operator-token-for-tests-0123456789";
 const LONG: Duration = Duration::from_secs(60);
 
-/// A failed job: a candidate compression over a memory that does not exist.
-async fn failed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
+/// A failed job: a compression of `kind` over a source that does not exist.
+async fn failed_job(store: &decay_worker::store::Store, kind: JobKind) -> DecayJobId {
+    let source = match kind {
+        JobKind::EpisodeCompression => EpisodeId::new().to_string(),
+        _ => MemoryId::new().to_string(),
+    };
     let id = job_at(
         store,
-        JobKind::CandidateCompression,
+        kind,
         SummaryMethod::DeterministicConcatenate,
-        vec![MemoryId::new().to_string()],
+        vec![source],
         Utc::now(),
     )
     .await;
@@ -32,6 +36,10 @@ async fn failed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
         .await
         .unwrap();
     id
+}
+
+async fn failed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
+    failed_job(store, JobKind::CandidateCompression).await
 }
 
 async fn completed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
@@ -78,19 +86,7 @@ async fn the_overview_shows_the_seeded_counts_and_refreshes_in_place(pool: PgPoo
     }
     let mut failed = Vec::new();
     for _ in 0..2 {
-        let id = job_at(
-            store,
-            JobKind::EpisodeCompression,
-            SummaryMethod::DeterministicConcatenate,
-            vec![EpisodeId::new().to_string()],
-            Utc::now(),
-        )
-        .await;
-        runner(store)
-            .run_specific_job(&id, Utc::now())
-            .await
-            .unwrap();
-        failed.push(id);
+        failed.push(failed_job(store, JobKind::EpisodeCompression).await);
     }
     let p = principle(store).await;
     let due = job_at(
@@ -317,13 +313,7 @@ async fn a_jobs_detail_shows_its_summary_and_sources(pool: PgPool) {
 /// Sign in through the page with the operator token.
 async fn sign_in(b: &Browser, dash: &DashboardProcess) {
     b.goto(&dash.url("/login")).await;
-    b.client
-        .find(fantoccini::Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
+    b.type_into("#token", TOKEN).await;
     b.click("#login").await;
     wait_until(PAGE, "signed in", || async {
         b.client
@@ -394,14 +384,7 @@ async fn requeueing_a_dead_letter_with_the_token_runs_the_job(pool: PgPool) {
 
 /// The session cookie and CSRF token a signed-in browser would have, over plain HTTP.
 async fn session_over_http(port: u16) -> (String, String) {
-    let login = http(
-        port,
-        "POST",
-        "/login",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        &format!("token={TOKEN}"),
-    )
-    .await;
+    let login = post_form(port, "/login", &[], &format!("token={TOKEN}")).await;
     assert_eq!(login.status, 303, "{login:?}");
     let cookie = login
         .header("set-cookie")
@@ -449,7 +432,6 @@ async fn without_the_token_actions_are_refused_and_nothing_changes(pool: PgPool)
         assert_eq!(state_of(&h, &id).await, "pending");
         assert_eq!(h.ready_in(&h.base).await, 0, "nothing was published");
     };
-    let form = [("content-type", "application/x-www-form-urlencoded")];
 
     // 1. No token configured: read-only, and says so.
     let ro = spawn_dashboard(&h, None).await;
@@ -463,17 +445,10 @@ async fn without_the_token_actions_are_refused_and_nothing_changes(pool: PgPool)
     assert_eq!(b.count("tr.letter").await, 1);
     assert_eq!(b.count("button").await, 0, "no action buttons at all");
     b.screenshot("dead-letters-read-only").await;
-    let forged = http(
-        ro.port,
-        "POST",
-        "/dead-letters/requeue",
-        &form,
-        "csrf=x&scope=all",
-    )
-    .await;
+    let forged = post_form(ro.port, "/dead-letters/requeue", &[], "csrf=x&scope=all").await;
     assert_eq!(forged.status, 403);
     assert!(forged.body.contains("read-only"));
-    let login = http(ro.port, "POST", "/login", &form, &format!("token={TOKEN}")).await;
+    let login = post_form(ro.port, "/login", &[], &format!("token={TOKEN}")).await;
     assert_eq!(login.status, 403, "nothing to sign in to");
     unchanged().await;
 
@@ -486,94 +461,57 @@ async fn without_the_token_actions_are_refused_and_nothing_changes(pool: PgPool)
     );
     assert_eq!(b.count("#cancel").await, 0);
     b.goto(&dash.url("/login")).await;
-    b.client
-        .find(fantoccini::Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys("not-the-operator-token")
-        .await
-        .unwrap();
+    b.type_into("#token", "not-the-operator-token").await;
     b.click("#login").await;
     assert_eq!(
         b.text("#error-detail").await,
         "That is not the operator token."
     );
     b.screenshot("sign-in-refused").await;
-
-    let no_session = http(
-        dash.port,
-        "POST",
-        "/dead-letters/requeue",
-        &form,
-        "csrf=x&scope=all",
-    )
-    .await;
+    let requeue = |headers: Vec<(&'static str, String)>, body: String| {
+        let port = dash.port;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(port, "/dead-letters/requeue", &headers, &body).await
+        }
+    };
+    let no_session = requeue(vec![], "csrf=x&scope=all".into()).await;
     assert_eq!(no_session.status, 403);
     assert!(no_session.body.contains("Sign in"));
-    let cancel = http(
+    let cancel = post_form(
         dash.port,
-        "POST",
         &format!("/jobs/{id}/cancel"),
-        &form,
+        &[],
         "csrf=x&reason=no",
     )
     .await;
     assert_eq!(cancel.status, 403);
-    let publish = http(
-        dash.port,
-        "POST",
-        &format!("/jobs/{id}/publish"),
-        &form,
-        "csrf=x",
-    )
-    .await;
+    let publish = post_form(dash.port, &format!("/jobs/{id}/publish"), &[], "csrf=x").await;
     assert_eq!(publish.status, 403);
 
     // 3. A valid session, but not the session's CSRF token, or another site's request.
     let (cookie, csrf) = session_over_http(dash.port).await;
-    let with_cookie = [form[0], ("cookie", cookie.as_str())];
-    let bad_csrf = http(
-        dash.port,
-        "POST",
-        "/dead-letters/requeue",
-        &with_cookie,
-        "csrf=0000&scope=all",
+    let body = format!("csrf={csrf}&scope=all");
+    let bad_csrf = requeue(
+        vec![("cookie", cookie.clone())],
+        "csrf=0000&scope=all".into(),
     )
     .await;
     assert_eq!(bad_csrf.status, 403);
     assert!(bad_csrf.body.contains("CSRF"));
-    let cross_site = [
-        form[0],
-        ("cookie", cookie.as_str()),
+    for (name, value) in [
         ("sec-fetch-site", "cross-site"),
-    ];
-    let body = format!("csrf={csrf}&scope=all");
-    let other_site = http(
-        dash.port,
-        "POST",
-        "/dead-letters/requeue",
-        &cross_site,
-        &body,
-    )
-    .await;
-    assert_eq!(other_site.status, 403);
-    let other_origin = [
-        form[0],
-        ("cookie", cookie.as_str()),
         ("origin", "http://evil.example"),
-    ];
-    assert_eq!(
-        http(
-            dash.port,
-            "POST",
-            "/dead-letters/requeue",
-            &other_origin,
-            &body
+        ("origin", "null"),
+    ] {
+        let elsewhere = requeue(
+            vec![("cookie", cookie.clone()), (name, value.into())],
+            body.clone(),
         )
-        .await
-        .status,
-        403
-    );
+        .await;
+        assert_eq!(elsewhere.status, 403, "{name}: {value}");
+    }
     unchanged().await;
     let log = dash.log();
     assert!(log.contains("dashboard action refused"), "{log}");
@@ -581,14 +519,7 @@ async fn without_the_token_actions_are_refused_and_nothing_changes(pool: PgPool)
 
     // The same request with everything in order does act: the refusals above were about
     // what they lacked.
-    let ok = http(
-        dash.port,
-        "POST",
-        "/dead-letters/requeue",
-        &with_cookie,
-        &body,
-    )
-    .await;
+    let ok = requeue(vec![("cookie", cookie.clone())], body).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(h.dead_letters().await, vec![]);
     assert_eq!(
@@ -621,13 +552,7 @@ async fn bad_input_gets_a_clear_4xx_page(pool: PgPool) {
     b.screenshot("bad-filter").await;
     // The filter form, with a failure code outside the alphabet.
     b.goto(&dash.url("/jobs")).await;
-    b.client
-        .find(fantoccini::Locator::Css("#f-code"))
-        .await
-        .unwrap()
-        .send_keys("Not A Code")
-        .await
-        .unwrap();
+    b.type_into("#f-code", "Not A Code").await;
     b.click("#f-apply").await;
     assert!(b.text("#error-detail").await.contains("failure code"));
 
@@ -703,12 +628,10 @@ async fn bad_input_gets_a_clear_4xx_page(pool: PgPool) {
     }
     let wrong_method = http(dash.port, "DELETE", "/jobs", &[], "").await;
     assert_eq!(wrong_method.status, 405);
-    let form = [("content-type", "application/x-www-form-urlencoded")];
-    let huge_form = http(
+    let huge_form = post_form(
         dash.port,
-        "POST",
         "/login",
-        &form,
+        &[],
         &format!("token={}", "x".repeat(64 * 1024)),
     )
     .await;

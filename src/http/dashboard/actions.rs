@@ -134,7 +134,7 @@ impl Dashboard {
         }
         .render()
         .map(|html| axum::response::Html(html).into_response())
-        .map_err(|e| PageError::Conflict(format!("the page could not be rendered: {e}")))
+        .map_err(PageError::from)
     }
 }
 
@@ -160,7 +160,7 @@ pub(super) async fn login(
     }
     let cookie = a
         .new_session(Utc::now().timestamp())
-        .map_err(|e| PageError::Conflict(e.to_string()))?;
+        .map_err(|e| PageError::Internal(format!("cannot start a session: {e}")))?;
     tracing::info!(target: TARGET, action = "sign_in", %peer, "dashboard operator signed in");
     let mut resp = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&auth::set_session_cookie(&cookie)) {
@@ -292,7 +292,7 @@ pub(super) async fn cancel(
     f: Result<Form<CancelForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let peer = peer_of(peer);
-    let id = super::pages::job_id(path)?;
+    let id = super::jobs::job_id(path)?;
     let f = form(f)?;
     d.authorize("cancel_job", &peer, &headers, &f.csrf)?;
     let reason = f.reason.trim();
@@ -327,7 +327,7 @@ pub(super) async fn publish(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let peer = peer_of(peer);
-    let id = super::pages::job_id(path)?;
+    let id = super::jobs::job_id(path)?;
     let f = form(f)?;
     d.authorize("publish_job", &peer, &headers, &f.csrf)?;
     let Some(row) = d.inner.store.read_job(&id).await? else {

@@ -17,6 +17,8 @@
 mod actions;
 pub mod auth;
 pub mod chart;
+mod jobs;
+mod overview;
 mod pages;
 pub mod query;
 
@@ -184,6 +186,12 @@ pub enum PageError {
     /// An extractor refused the request (a form too large, of the wrong type...): its status.
     #[error("{1}")]
     Rejected(StatusCode, String),
+    /// A template failed to render: our bug, not the request's.
+    #[error("the page could not be rendered: {0}")]
+    Render(#[from] askama::Error),
+    /// Anything else that is the server's fault.
+    #[error("{0}")]
+    Internal(String),
     #[error("the database is unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("the broker is unavailable: {0}")]
@@ -198,8 +206,14 @@ impl IntoResponse for PageError {
             PageError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
             PageError::Conflict(_) => (StatusCode::CONFLICT, "Not possible now"),
             PageError::Rejected(status, _) => (*status, "Bad request"),
+            PageError::Store(e) if !e.is_transient() => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+            }
             PageError::Store(_) | PageError::Broker(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Unavailable")
+            }
+            PageError::Render(_) | PageError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
             }
         };
         let detail = redact(&self.to_string());
@@ -214,10 +228,10 @@ impl IntoResponse for PageError {
 pub fn router(dashboard: Dashboard) -> Router {
     let store = dashboard.inner.store.clone();
     Router::new()
-        .route("/", get(pages::overview))
-        .route("/fragment/overview", get(pages::overview_fragment))
-        .route("/jobs", get(pages::jobs))
-        .route("/jobs/{id}", get(pages::job))
+        .route("/", get(overview::overview))
+        .route("/fragment/overview", get(overview::overview_fragment))
+        .route("/jobs", get(jobs::jobs))
+        .route("/jobs/{id}", get(jobs::job))
         .route("/jobs/{id}/cancel", post(actions::cancel))
         .route("/jobs/{id}/publish", post(actions::publish))
         .route("/dead-letters", get(pages::dead_letters))

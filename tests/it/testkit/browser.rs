@@ -92,17 +92,19 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    /// Wait for an element to exist, then return its text.
-    pub async fn text(&self, css: &str) -> String {
+    /// Wait (up to [`PAGE`]) for an element to exist.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(PAGE)
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+    }
+
+    /// Wait for an element to exist, then return its text.
+    pub async fn text(&self, css: &str) -> String {
+        self.element(css).await.text().await.unwrap()
     }
 
     /// The values of `attr` of every element matching `css`.
@@ -118,16 +120,13 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    /// Type into a form field.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.element(css).await.send_keys(text).await.unwrap();
+    }
+
     pub async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(PAGE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.element(css).await.click().await.unwrap();
     }
 
     pub async fn path_and_query(&self) -> String {
@@ -247,6 +246,13 @@ pub async fn spawn_dashboard(h: &Harness, token: Option<&str>) -> DashboardProce
     .await;
     assert!(d.alive(), "the dashboard exited: {}", d.log());
     d
+}
+
+/// POST a form (`application/x-www-form-urlencoded`) with extra headers.
+pub async fn post_form(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    http(port, "POST", path, &all, body).await
 }
 
 /// An HTTP response as the tests look at it.
