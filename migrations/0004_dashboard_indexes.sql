@@ -8,11 +8,10 @@
 -- workers, with `CREATE INDEX CONCURRENTLY` and these exact definitions, and this migration
 -- then only records itself.
 
--- The unfiltered list, a kind-only filter and a bare time range.
-CREATE INDEX IF NOT EXISTS idx_decay_jobs_updated ON decay_jobs (updated_at, id);
-
--- A state filter, the per-minute chart (state IN ('completed', 'failed') AND updated_at >= ...)
--- and the counts by state and kind: INCLUDE (kind) makes those counts index-only scans.
+-- The jobs list, whatever its filter (a page merges one walk per state, so no separate
+-- (updated_at, id) index has to be kept up to date by every state change), the per-minute
+-- chart (state IN ('completed', 'failed') AND updated_at >= ...) and the counts by state and
+-- kind: INCLUDE (kind) makes those counts index-only scans.
 CREATE INDEX IF NOT EXISTS idx_decay_jobs_state_updated
     ON decay_jobs (state, updated_at, id) INCLUDE (kind);
 

@@ -199,18 +199,31 @@ async fn snapshot(store: &Store) -> Result<sqlx::Transaction<'static, Postgres>,
     Ok(tx)
 }
 
-/// The list's filters, appended to `... WHERE TRUE`. A failure code also names
-/// `state = 'failed'` literally, so the partial index of failed jobs matches the query.
-fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &JobListQuery) {
-    if let Some(s) = q.state {
-        qb.push(" AND state = ").push_bind(s.wire());
+/// The states a list query walks: the filter's, or every state. A failure code exists only
+/// on failed jobs (`decay_jobs_state_payload`), so it narrows the walk to `failed`; with
+/// another state it matches nothing (`None`).
+fn states_of(q: &JobListQuery) -> Option<Vec<JobStateKind>> {
+    match (q.state, &q.failure_code) {
+        (Some(s), Some(_)) if s != JobStateKind::Failed => None,
+        (_, Some(_)) => Some(vec![JobStateKind::Failed]),
+        (Some(s), None) => Some(vec![s]),
+        (None, None) => Some(JobStateKind::ALL.to_vec()),
     }
+}
+
+/// `state = '<wire>'` as a literal, not a bind: the wire tokens are fixed strings of ours, and
+/// a literal lets even a generic plan use the partial index of failed jobs.
+fn push_state(qb: &mut QueryBuilder<Postgres>, s: JobStateKind) {
+    qb.push(format_args!("state = '{}'", s.wire()));
+}
+
+/// The filters other than the state, each ` AND ...`.
+fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &JobListQuery) {
     if let Some(k) = q.kind {
         qb.push(" AND kind = ").push_bind(k.wire());
     }
     if let Some(c) = &q.failure_code {
-        qb.push(" AND state = 'failed' AND failure_code = ")
-            .push_bind(c.clone());
+        qb.push(" AND failure_code = ").push_bind(c.clone());
     }
     if let Some(f) = q.from {
         qb.push(" AND updated_at >= ").push_bind(f);
@@ -220,16 +233,8 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &JobListQuery) {
     }
 }
 
-/// Is there a row matching the filters strictly `older` (or newer) than the position?
-async fn any_beyond(
-    conn: &mut PgConnection,
-    q: &JobListQuery,
-    (at, id): (DateTime<Utc>, &str),
-    older: bool,
-) -> Result<bool, StoreError> {
-    let mut qb =
-        QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM decay_jobs WHERE TRUE");
-    push_filters(&mut qb, q);
+/// ` AND (updated_at, id) < (at, id)` (older) or `>` (newer).
+fn push_beyond(qb: &mut QueryBuilder<Postgres>, (at, id): (DateTime<Utc>, &str), older: bool) {
     qb.push(if older {
         " AND (updated_at, id) < ("
     } else {
@@ -238,7 +243,35 @@ async fn any_beyond(
     qb.push_bind(at)
         .push(", ")
         .push_bind(id.to_string())
-        .push("))");
+        .push(")");
+}
+
+/// Is there a row of `states` matching the filters strictly older (or newer) than the
+/// position? Per state, the nearest such row in index order (`ORDER BY ... LIMIT 1`, not
+/// `EXISTS`, whose plan may be a table scan that runs to the end when nothing matches).
+async fn any_beyond(
+    conn: &mut PgConnection,
+    q: &JobListQuery,
+    states: &[JobStateKind],
+    position: (DateTime<Utc>, &str),
+    older: bool,
+) -> Result<bool, StoreError> {
+    let order = if older {
+        " ORDER BY updated_at DESC, id DESC LIMIT 1) IS NOT NULL"
+    } else {
+        " ORDER BY updated_at, id LIMIT 1) IS NOT NULL"
+    };
+    let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+    for (i, s) in states.iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        qb.push("(SELECT 1 FROM decay_jobs WHERE ");
+        push_state(&mut qb, *s);
+        push_filters(&mut qb, q);
+        push_beyond(&mut qb, position, older);
+        qb.push(order);
+    }
     Ok(qb.build_query_scalar().fetch_one(conn).await?)
 }
 
@@ -367,37 +400,48 @@ impl Store {
 
     /// One page of the jobs list. Keyset paging on `(updated_at, id)`: a page costs the same
     /// however deep it is, and rows arriving meanwhile neither repeat nor skip rows.
+    ///
+    /// The page is a merge of one ordered walk of `(state, updated_at, id)` per state, each
+    /// stopping after a page: the same index serves every filter, so the table needs no
+    /// separate `(updated_at, id)` index (one index fewer to update on every state change).
     pub async fn dashboard_jobs(&self, q: &JobListQuery) -> Result<JobListPage, StoreError> {
+        let Some(states) = states_of(q) else {
+            return Ok(JobListPage {
+                rows: Vec::new(),
+                more_older: false,
+                more_newer: false,
+            });
+        };
         let limit = q.limit.clamp(1, 500);
-        let mut tx = snapshot(self).await?;
-        let mut qb = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {LIST_COLUMNS} FROM decay_jobs WHERE TRUE"
-        ));
-        push_filters(&mut qb, q);
         let newer = matches!(q.start, JobListFrom::NewerThan(..));
-        match &q.start {
-            JobListFrom::Newest => {}
-            JobListFrom::OlderThan(at, id) => {
-                qb.push(" AND (updated_at, id) < (")
-                    .push_bind(*at)
-                    .push(", ")
-                    .push_bind(id.to_string())
-                    .push(")");
-            }
-            JobListFrom::NewerThan(at, id) => {
-                qb.push(" AND (updated_at, id) > (")
-                    .push_bind(*at)
-                    .push(", ")
-                    .push_bind(id.to_string())
-                    .push(")");
-            }
-        }
-        qb.push(if newer {
+        let order = if newer {
             " ORDER BY updated_at, id LIMIT "
         } else {
             " ORDER BY updated_at DESC, id DESC LIMIT "
-        });
-        qb.push_bind(limit + 1);
+        };
+        let mut tx = snapshot(self).await?;
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {LIST_COLUMNS} FROM ("));
+        for (i, s) in states.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push(format_args!(
+                "(SELECT {LIST_COLUMNS} FROM decay_jobs WHERE "
+            ));
+            push_state(&mut qb, *s);
+            push_filters(&mut qb, q);
+            match &q.start {
+                JobListFrom::Newest => {}
+                JobListFrom::OlderThan(at, id) => {
+                    push_beyond(&mut qb, (*at, &id.to_string()), true)
+                }
+                JobListFrom::NewerThan(at, id) => {
+                    push_beyond(&mut qb, (*at, &id.to_string()), false)
+                }
+            }
+            qb.push(order).push_bind(limit + 1).push(")");
+        }
+        qb.push(") AS page").push(order).push_bind(limit + 1);
         let mut rows: Vec<JobListRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
         let beyond = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -405,26 +449,29 @@ impl Store {
             rows.reverse();
         }
         // The other side: anything past this page's edge (or the cursor, for an empty page).
-        let (more_older, more_newer) = match (&q.start, rows.first(), rows.last()) {
-            (JobListFrom::Newest, ..) => (beyond, false),
-            (JobListFrom::OlderThan(..), Some(first), _) => (
-                beyond,
-                any_beyond(&mut tx, q, (first.updated_at, &first.id), false).await?,
-            ),
-            (JobListFrom::NewerThan(..), _, Some(last)) => (
-                any_beyond(&mut tx, q, (last.updated_at, &last.id), true).await?,
-                beyond,
-            ),
-            (JobListFrom::OlderThan(at, id), None, _) => (
-                false,
-                any_beyond(&mut tx, q, (*at, &id.to_string()), false).await?,
-            ),
-            (JobListFrom::NewerThan(at, id), _, None) => (
-                any_beyond(&mut tx, q, (*at, &id.to_string()), true).await?,
-                false,
-            ),
+        let edge = match (&q.start, rows.first(), rows.last()) {
+            (JobListFrom::Newest, ..) => None,
+            (JobListFrom::OlderThan(..), Some(first), _) => {
+                Some((first.updated_at, first.id.clone(), false))
+            }
+            (JobListFrom::NewerThan(..), _, Some(last)) => {
+                Some((last.updated_at, last.id.clone(), true))
+            }
+            (JobListFrom::OlderThan(at, id), None, _) => Some((*at, id.to_string(), false)),
+            (JobListFrom::NewerThan(at, id), _, None) => Some((*at, id.to_string(), true)),
+        };
+        let other_side = match &edge {
+            None => false,
+            Some((at, id, older)) => any_beyond(&mut tx, q, &states, (*at, id), *older).await?,
         };
         tx.commit().await?;
+        let (more_older, more_newer) = match (&q.start, rows.is_empty()) {
+            (JobListFrom::Newest, _) => (beyond, false),
+            (JobListFrom::OlderThan(..), false) => (beyond, other_side),
+            (JobListFrom::NewerThan(..), false) => (other_side, beyond),
+            (JobListFrom::OlderThan(..), true) => (false, other_side),
+            (JobListFrom::NewerThan(..), true) => (other_side, false),
+        };
         Ok(JobListPage {
             rows,
             more_older,
