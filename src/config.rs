@@ -90,7 +90,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Maximum pooled database connections. Default: concurrency + 2 for `consume`, 3 for
     /// `run`, else 2.
@@ -160,7 +160,7 @@ impl RunnerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// AMQP URL of RabbitMQ (the password is never logged).
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Base name of the exchange and queues (`<base>`, `<base>.retry.*`, `<base>.dead`).
     #[arg(long = "queue", env = "DECAY_QUEUE", default_value = DEFAULT_BASE)]
@@ -272,7 +272,7 @@ pub struct LlmArgs {
     #[arg(long, env = "DECAY_SUMMARY_FIXTURE")]
     pub summary_fixture: Option<std::path::PathBuf>,
     /// Base URL of the OpenAI-compatible API (`--summary-backend openai`).
-    #[arg(long, env = "DECAY_OPENAI_BASE_URL", default_value = OPENAI_DEFAULT_BASE_URL)]
+    #[arg(long, env = "DECAY_OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE_URL)]
     pub openai_base_url: String,
     /// Models the OpenAI backend may call, comma-separated (an envelope pinning another is refused).
     #[arg(long, env = "DECAY_OPENAI_MODELS", value_delimiter = ',')]

@@ -9,6 +9,7 @@
 //!   retries, a broker that closes the connection, the SIGTERM drain.
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
+//! * [`security`]: secrets kept out of `--help`.
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
 //!   its query-string parsing.
@@ -19,5 +20,6 @@ mod dashboard_query;
 mod llm;
 mod operations;
 mod runner;
+mod security;
 mod testkit;
 mod worker;
