@@ -26,6 +26,18 @@ pub struct IdParseError {
 
 /// Parse the canonical body of an id with the given prefix.
 fn parse_body(s: &str, prefix: &str) -> Result<Ulid, IdParseError> {
+    // Canonical ids are ASCII; say so rather than blame the prefix or the length when an id
+    // arrives wrapped in Unicode whitespace (NBSP, U+3000) or with look-alike characters.
+    if let Some(c) = s.chars().find(|c| !c.is_ascii()) {
+        return Err(IdParseError {
+            detail: format!(
+                "id `{}` contains the non-ASCII character {:?} (U+{:04X})",
+                s.escape_debug(),
+                c,
+                u32::from(c)
+            ),
+        });
+    }
     let body = s
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
@@ -69,6 +81,12 @@ macro_rules! typed_id {
             /// Parse canonical text only.
             pub fn parse(s: &str) -> Result<Self, IdParseError> {
                 parse_body(s, $prefix).map(Self)
+            }
+
+            /// Parse a bare id as typed or sent: surrounding ASCII whitespace is ignored, any
+            /// other (NBSP, U+3000, ...) is refused like any other stray character.
+            pub fn parse_bare(s: &str) -> Result<Self, IdParseError> {
+                Self::parse(s.trim_ascii())
             }
 
             /// The underlying ULID.
@@ -227,6 +245,33 @@ mod tests {
         assert!(MemoryId::parse("mem_01arz3ndektsv4rrffq69g5fav").is_err());
         assert!(MemoryId::parse("mem_8ZZZZZZZZZZZZZZZZZZZZZZZZZ").is_err());
         assert!(MemoryId::parse("mem_7ZZZZZZZZZZZZZZZZZZZZZZZZZ").is_ok());
+    }
+
+    #[test]
+    fn only_ascii_whitespace_may_surround_a_bare_id() {
+        let id = format!("dcy_{BODY}");
+        for ok in [format!(" {id}\n"), format!("\t{id}\r\n"), id.clone()] {
+            assert_eq!(
+                DecayJobId::parse_bare(&ok).unwrap().to_string(),
+                id,
+                "{ok:?}"
+            );
+        }
+        for ws in [
+            '\u{a0}', '\u{3000}', '\u{2003}', '\u{feff}', '\u{85}', '\u{2028}',
+        ] {
+            for bad in [
+                format!("{ws}{id}"),
+                format!("{id}{ws}"),
+                format!(" {ws}{id} "),
+            ] {
+                let e = DecayJobId::parse_bare(&bad).unwrap_err();
+                assert!(e.detail.contains("non-ASCII character"), "{bad:?}: {e}");
+                assert!(DecayJobId::parse(&bad).is_err());
+            }
+        }
+        // Vertical tab is not ASCII whitespace by `u8::is_ascii_whitespace`: refused too.
+        assert!(DecayJobId::parse_bare(&format!("\x0b{id}")).is_err());
     }
 
     #[test]

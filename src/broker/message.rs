@@ -34,7 +34,9 @@ pub fn parse_body(body: &[u8]) -> Result<DecayJobId, MalformedMessage> {
         return Err(MalformedMessage::TooLarge(body.len()));
     }
     let text = std::str::from_utf8(body).map_err(|_| MalformedMessage::NotUtf8)?;
-    let text = text.trim();
+    // ASCII whitespace only: `trim()` would also strip NBSP, U+3000 and the like, so text
+    // that is not the id would be accepted as it.
+    let text = text.trim_ascii();
     if text.is_empty() {
         return Err(MalformedMessage::Empty);
     }
@@ -103,6 +105,28 @@ mod tests {
         ));
         assert!(matches!(
             parse_body(b"dcy_01arz3ndektsv4rrffq69g5fav"),
+            Err(MalformedMessage::BadId(_))
+        ));
+    }
+
+    #[test]
+    fn unicode_whitespace_around_a_bare_id_is_refused() {
+        for ws in ["\u{a0}", "\u{3000}", "\u{2009}", "\u{feff}"] {
+            for body in [
+                format!("{ws}{ID}"),
+                format!("{ID}{ws}"),
+                format!("\n{ws}{ID}\n"),
+            ] {
+                let e = parse_body(body.as_bytes()).unwrap_err();
+                assert!(
+                    matches!(&e, MalformedMessage::BadId(d) if d.contains("non-ASCII")),
+                    "{body:?}: {e}"
+                );
+            }
+        }
+        // Only-Unicode-blank bodies are not empty: they are bad ids.
+        assert!(matches!(
+            parse_body("\u{3000}".as_bytes()),
             Err(MalformedMessage::BadId(_))
         ));
     }

@@ -172,7 +172,7 @@ fn selector(a: &DeadLettersPickArgs) -> Result<DeadLetterSelector, CliError> {
     let mut letters = Vec::new();
     let mut jobs = Vec::new();
     for raw in &a.ids {
-        let raw = raw.trim();
+        let raw = raw.trim_ascii();
         match raw.parse::<i64>() {
             Ok(n) if n > 0 => letters.push(n),
             _ => jobs.push(DecayJobId::parse(raw).map_err(|e| {

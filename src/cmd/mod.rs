@@ -164,9 +164,9 @@ fn print_json(report: &impl Serialize) {
     }
 }
 
-/// A job id from the command line (surrounding blanks ignored), or a usage error.
+/// A job id from the command line (surrounding ASCII blanks ignored), or a usage error.
 fn parse_job_id(s: &str) -> Result<DecayJobId, CliError> {
-    DecayJobId::parse(s.trim()).map_err(CliError::usage)
+    DecayJobId::parse_bare(s).map_err(CliError::usage)
 }
 
 #[cfg(test)]

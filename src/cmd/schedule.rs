@@ -177,10 +177,11 @@ fn job_from_args(a: &ScheduleArgs, now: DateTime<Utc>) -> Result<NewJob, CliErro
     Ok(job)
 }
 
-/// The ids of a comma-separated flag, blanks dropped.
+/// The ids of a comma-separated flag, blanks dropped (ASCII blanks only: an id wrapped in
+/// other whitespace is refused by the id parser).
 fn clean_ids(ids: &[String]) -> Vec<String> {
     ids.iter()
-        .map(|s| s.trim().to_string())
+        .map(|s| s.trim_ascii().to_string())
         .filter(|s| !s.is_empty())
         .collect()
 }
