@@ -14,6 +14,7 @@ use crate::cli::{DeadLettersListArgs, DeadLettersPickArgs};
 use crate::dead_letters::{INTAKE_BATCH, intake};
 use crate::ids::DecayJobId;
 use crate::store::{DeadLetterRow, DeadLetterSelector, Store};
+use crate::telemetry::redact;
 
 /// Characters of a body shown by `list --json` (decoded lossily as UTF-8).
 const BODY_PREVIEW_CHARS: usize = 200;
@@ -153,7 +154,7 @@ async fn collect(broker: &BrokerConfig, store: &Store) -> Option<Session> {
             Ok(n) if n == INTAKE_BATCH => continue,
             Ok(_) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "could not record every parked message");
+                tracing::warn!(error = %redact(&e.to_string()), "could not record every parked message");
                 break;
             }
         }

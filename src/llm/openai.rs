@@ -129,7 +129,7 @@ impl Default for OpenAiConfig {
 impl std::fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiConfig")
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::telemetry::redact(&self.base_url))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model_allowlist", &self.model_allowlist)
             .field("timeout", &self.timeout)
@@ -464,16 +464,19 @@ fn config_error(detail: String) -> SummaryError {
 }
 
 fn parse_base_url(raw: &str) -> Result<Url, SummaryError> {
+    // Errors quote the URL redacted: a key may sit in its query (`?api-key=`), which is
+    // refused below, and the refusal must not print it.
+    let shown = crate::telemetry::redact(raw);
     let url = Url::parse(raw.trim())
-        .map_err(|e| config_error(format!("base_url `{raw}` does not parse: {e}")))?;
+        .map_err(|e| config_error(format!("base_url `{shown}` does not parse: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(config_error(format!(
-            "base_url `{raw}` must use http or https, not `{}`",
+            "base_url `{shown}` must use http or https, not `{}`",
             url.scheme()
         )));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(config_error(format!("base_url `{raw}` has no host")));
+        return Err(config_error(format!("base_url `{shown}` has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
         // Not quoted: the URL holds a credential.
@@ -483,7 +486,7 @@ fn parse_base_url(raw: &str) -> Result<Url, SummaryError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(config_error(format!(
-            "base_url `{raw}` must not have a query or fragment"
+            "base_url `{shown}` must not have a query or fragment"
         )));
     }
     Ok(url)

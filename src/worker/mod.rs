@@ -332,7 +332,9 @@ async fn intake_loop(ctx: Arc<Ctx>, session: Arc<Session>) {
         match intake(&session, ctx.runner.store(), INTAKE_BATCH).await {
             Ok(n) if n == INTAKE_BATCH => continue,
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "dead-letter intake failed; retrying later"),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "dead-letter intake failed; retrying later")
+            }
         }
         tokio::select! {
             _ = ctx.parked.notified() => {}

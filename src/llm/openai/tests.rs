@@ -621,6 +621,27 @@ fn construction_refusals() {
         creds.contains("credentials") && !creds.contains("hunter2"),
         "{creds}"
     );
+    // A key in the query is refused, and the refusal quotes the URL without it.
+    for url in [
+        "https://api.example/v1?api-key=SEKRIT",
+        "https://api.example/v1?apikey=SEKRIT&x=1",
+        "https://api.example/v1?token=SEKRIT",
+        "https://u:SEKRIT@api.example/v1?key=SEKRIT",
+    ] {
+        let mut cfg = valid_cfg();
+        cfg.base_url = url.into();
+        let e = refused(cfg);
+        assert!(!e.contains("SEKRIT"), "{url}: {e}");
+        assert!(e.contains("base_url"), "{url}: {e}");
+    }
+    let shown = format!(
+        "{:?}",
+        OpenAiConfig {
+            base_url: "https://api.example/v1?api-key=SEKRIT".into(),
+            ..OpenAiConfig::default()
+        }
+    );
+    assert!(!shown.contains("SEKRIT"), "{shown}");
     assert!(with(|c| c.timeout = Duration::ZERO).contains("timeout"));
     assert!(with(|c| c.max_tokens = 0).contains("max_tokens"));
     assert!(with(|c| c.api_key = Some("  ".into())).contains("blank"));
