@@ -235,6 +235,12 @@ impl WorkerArgs {
         if self.concurrency == 0 || self.concurrency > 4096 {
             return Err("--concurrency must be between 1 and 4096".into());
         }
+        // Retry counters are read from headers clamped to this limit; a larger budget could
+        // never be reached.
+        let max = crate::broker::headers::MAX_COUNTER;
+        if self.not_found_retries > max {
+            return Err(format!("--not-found-retries must be at most {max}"));
+        }
         Ok(crate::worker::WorkerConfig {
             prefetch: self.prefetch,
             concurrency: self.concurrency,

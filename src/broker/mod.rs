@@ -11,6 +11,7 @@
 //! delivery tags would name other messages); the broker redelivers them instead, which the
 //! runner makes harmless.
 
+pub mod headers;
 pub mod message;
 pub mod producer;
 pub mod topology;
@@ -36,10 +37,7 @@ pub const HEADER_REASON: &str = "x-decay-reason";
 pub const HEADER_DETAIL: &str = "x-decay-detail";
 /// Header with the time a message was dead-lettered (RFC 3339).
 pub const HEADER_DEAD_AT: &str = "x-decay-dead-lettered-at";
-/// Header counting how many times we re-published a message to wait (retry tiers).
-pub const HEADER_ATTEMPT: &str = "x-decay-attempt";
-/// Header RabbitMQ quorum queues set with the number of earlier failed deliveries.
-pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
+pub use headers::{HEADER_ATTEMPT, HEADER_DELIVERY_COUNT, RetryCounter, RetryCounts};
 /// Header of a dead letter: deliveries of the message before it was parked. Our own name,
 /// because quorum queues rewrite `x-delivery-count` when the dead-letter queue redelivers.
 pub const HEADER_DEAD_DELIVERIES: &str = "x-decay-deliveries";
@@ -150,19 +148,18 @@ impl JobDelivery {
     pub fn redelivered(&self) -> bool {
         self.inner.redelivered
     }
-    /// Earlier failed deliveries of this message (quorum queues count them).
-    pub fn delivery_count(&self) -> i64 {
-        header_int(
-            self.inner.properties.headers().as_ref(),
-            HEADER_DELIVERY_COUNT,
-        )
-        .unwrap_or(0)
+    /// Earlier failed deliveries of this message (quorum queues count them), bounded.
+    pub fn delivery_count(&self) -> u32 {
+        headers::delivery_count(self.inner.properties.headers().as_ref())
     }
-    /// How many times we already re-published this message to wait.
+    /// How many times we already re-published this message to wait, bounded.
     pub fn attempt(&self) -> u32 {
-        header_int(self.inner.properties.headers().as_ref(), HEADER_ATTEMPT)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0)
+        self.retry_counts().0.total
+    }
+    /// Our retry counters, bounded and validated ([`headers`]), with what was wrong with
+    /// them (the caller logs it).
+    pub fn retry_counts(&self) -> (RetryCounts, Vec<headers::Anomaly>) {
+        RetryCounts::read(self.inner.properties.headers().as_ref())
     }
 }
 
@@ -294,19 +291,18 @@ impl Session {
         .await
     }
 
-    /// Re-publish a delivery to the retry tier fitting `wait`, with its attempt counter
-    /// incremented; the TTL then routes it back to the main queue. Returns the tier's delay.
+    /// Re-publish a delivery to the retry tier fitting `wait`, with its counters incremented:
+    /// the total, and `counter`'s when the reason has a budget; the TTL then routes it back to
+    /// the main queue. Returns the tier's delay.
     pub async fn publish_retry(
         &self,
         delivery: &JobDelivery,
         wait: Duration,
+        counter: Option<RetryCounter>,
     ) -> Result<Duration, BrokerError> {
         let (tier, delay) = Topology::tier_for(wait);
         let mut headers = carried_headers(&delivery.inner.properties);
-        headers.insert(
-            HEADER_ATTEMPT.into(),
-            AMQPValue::LongLongInt(i64::from(delivery.attempt()) + 1),
-        );
+        delivery.retry_counts().0.next(counter).write(&mut headers);
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_headers(headers);
@@ -458,7 +454,7 @@ fn carried_headers(props: &BasicProperties) -> FieldTable {
     let mut out = FieldTable::default();
     if let Some(h) = props.headers() {
         for (k, v) in h {
-            if k.as_str() == HEADER_ATTEMPT {
+            if RetryCounts::is_counter_header(k.as_str()) {
                 out.insert(k.clone(), v.clone());
             }
         }
@@ -466,25 +462,8 @@ fn carried_headers(props: &BasicProperties) -> FieldTable {
     out
 }
 
-fn header_int(headers: Option<&FieldTable>, key: &str) -> Option<i64> {
-    match headers?.inner().get(key)? {
-        AMQPValue::LongLongInt(n) => Some(*n),
-        AMQPValue::LongInt(n) => Some(i64::from(*n)),
-        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
-        _ => None,
-    }
-}
-
 fn header_str(headers: Option<&FieldTable>, key: &str) -> Option<String> {
-    match headers?.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
+    headers::string(headers, key)
 }
 
 /// The broker's own dead-letter reason (`x-first-death-reason`), e.g. `delivery_limit`.
@@ -534,8 +513,8 @@ impl ParkedLetter {
                     .ok()
                     .map(|t| t.with_timezone(&chrono::Utc))
             }),
-            deliveries: header_int(headers, HEADER_DEAD_DELIVERIES)
-                .or_else(|| header_int(headers, HEADER_DELIVERY_COUNT).map(|n| n + 1))
+            deliveries: headers::bounded_int(headers, HEADER_DEAD_DELIVERIES)
+                .or_else(|| headers::bounded_int(headers, HEADER_DELIVERY_COUNT).map(|n| n + 1))
                 .unwrap_or(1)
                 .clamp(0, i64::from(i32::MAX)),
             body: d.data[..d.data.len().min(message::MAX_MESSAGE_BYTES)].to_vec(),

@@ -258,6 +258,10 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
         attempt = d.attempt(),
     );
     async {
+        let (counts, anomalies) = d.retry_counts();
+        for anomaly in anomalies {
+            tracing::warn!(%anomaly, "malformed retry header");
+        }
         metrics::counter!("decay_deliveries_total").increment(1);
         if d.redelivered() {
             metrics::counter!("decay_redeliveries_total").increment(1);
@@ -290,7 +294,7 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
                     metrics::counter!("decay_database_errors_total").increment(1);
                     tracing::warn!(error = %crate::telemetry::redact(&e.to_string()), "run failed");
                 }
-                let action = classify(&result, d.attempt(), Utc::now(), &ctx.cfg.retry);
+                let action = classify(&result, &counts, Utc::now(), &ctx.cfg.retry);
                 metrics::counter!("decay_jobs_total", "outcome" => outcome_label(&result, &action))
                     .increment(1);
                 action
@@ -348,9 +352,10 @@ async fn apply(ctx: &Ctx, session: &Session, d: &JobDelivery, action: Action) {
     let settled = match &action {
         Action::Ack => session.ack(d).await,
         Action::Retry { after, why } => {
+            let counter = why.counter();
             let why = why.label();
             metrics::counter!("decay_retries_total", "why" => why).increment(1);
-            match session.publish_retry(d, *after).await {
+            match session.publish_retry(d, *after, counter).await {
                 Ok(tier) => {
                     tracing::info!(
                         why,

@@ -1,10 +1,16 @@
 //! What the worker does with a delivery once the runner has spoken (DESIGN §4, outcome table).
 //! How long a retry waits is [`crate::retry`]'s business.
+//!
+//! Each reason with a budget counts its own retries ([`RetryCounts`], one header per reason):
+//! waiting for a deferral (`not_due`) or for another runner's lease (`in_progress`) is not a
+//! failure and uses up nothing, and a job that waited a hundred times still gets its full
+//! not-found and runner-error budgets, and a short first backoff, when it needs them.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::broker::{RetryCounter, RetryCounts};
 use crate::retry;
 use crate::runner::{RunError, RunOutcome};
 
@@ -32,6 +38,17 @@ impl RetryReason {
             RetryReason::NotFound => "not_found",
             RetryReason::Transient => "transient",
             RetryReason::RunnerError => "runner_error",
+        }
+    }
+
+    /// The counter a retry for this reason increments; `None` for the waits that use up no
+    /// budget.
+    pub const fn counter(self) -> Option<RetryCounter> {
+        match self {
+            RetryReason::InProgress | RetryReason::NotDue => None,
+            RetryReason::NotFound => Some(RetryCounter::NotFound),
+            RetryReason::Transient => Some(RetryCounter::Transient),
+            RetryReason::RunnerError => Some(RetryCounter::RunnerError),
         }
     }
 }
@@ -105,10 +122,11 @@ fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (t - now).to_std().unwrap_or(Duration::ZERO)
 }
 
-/// Decide the action for a runner result. `attempt` counts our earlier re-publishes.
+/// Decide the action for a runner result. `counts` are the message's earlier retries, by
+/// reason (already bounded: they come from headers).
 pub fn classify(
     result: &Result<RunOutcome, RunError>,
-    attempt: u32,
+    counts: &RetryCounts,
     now: DateTime<Utc>,
     policy: &RetryPolicy,
 ) -> Action {
@@ -127,20 +145,20 @@ pub fn classify(
             after: until(*scheduled_for, now),
             why: RetryReason::NotDue,
         },
-        Ok(RunOutcome::NotFound) if attempt < policy.not_found_retries => Action::Retry {
-            after: retry::delay_for(attempt),
+        Ok(RunOutcome::NotFound) if counts.not_found < policy.not_found_retries => Action::Retry {
+            after: retry::delay_for(counts.not_found),
             why: RetryReason::NotFound,
         },
         Ok(RunOutcome::NotFound) => Action::DeadLetter {
             reason: DeadLetterReason::JobNotFound,
-            detail: format!("job not found after {attempt} retries"),
+            detail: format!("job not found after {} retries", counts.not_found),
         },
         Err(e) if e.is_transient() => Action::Retry {
-            after: retry::delay_for(attempt),
+            after: retry::delay_for(counts.transient),
             why: RetryReason::Transient,
         },
-        Err(_) if attempt < policy.runner_error_retries => Action::Retry {
-            after: retry::delay_for(attempt),
+        Err(_) if counts.runner_error < policy.runner_error_retries => Action::Retry {
+            after: retry::delay_for(counts.runner_error),
             why: RetryReason::RunnerError,
         },
         Err(e) => Action::DeadLetter {
@@ -155,6 +173,21 @@ mod tests {
     use super::*;
     use crate::decay::{DecayError, Invariant, JobStateKind};
     use crate::store::StoreError;
+
+    fn total(n: u32) -> RetryCounts {
+        RetryCounts {
+            total: n,
+            ..Default::default()
+        }
+    }
+
+    fn not_found(n: u32) -> RetryCounts {
+        RetryCounts {
+            total: n,
+            not_found: n,
+            ..Default::default()
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-05-13T12:00:00Z")
@@ -202,7 +235,10 @@ mod tests {
             },
             RunOutcome::ClaimLost,
         ] {
-            assert_eq!(classify(&Ok(o), 0, now(), &p), Action::Ack);
+            assert_eq!(
+                classify(&Ok(o), &RetryCounts::default(), now(), &p),
+                Action::Ack
+            );
         }
     }
 
@@ -215,7 +251,7 @@ mod tests {
                 &Ok(RunOutcome::InProgress {
                     lease_expires_at: lease
                 }),
-                0,
+                &RetryCounts::default(),
                 now(),
                 &p
             ),
@@ -229,7 +265,7 @@ mod tests {
                 &Ok(RunOutcome::InProgress {
                     lease_expires_at: now()
                 }),
-                0,
+                &RetryCounts::default(),
                 now(),
                 &p
             ),
@@ -240,7 +276,12 @@ mod tests {
         );
         let at = now() + chrono::Duration::seconds(3);
         assert_eq!(
-            classify(&Ok(RunOutcome::NotDue { scheduled_for: at }), 7, now(), &p),
+            classify(
+                &Ok(RunOutcome::NotDue { scheduled_for: at }),
+                &total(7),
+                now(),
+                &p
+            ),
             Action::Retry {
                 after: Duration::from_secs(3),
                 why: RetryReason::NotDue
@@ -255,14 +296,14 @@ mod tests {
             runner_error_retries: 1,
         };
         assert!(matches!(
-            classify(&Ok(RunOutcome::NotFound), 1, now(), &p),
+            classify(&Ok(RunOutcome::NotFound), &not_found(1), now(), &p),
             Action::Retry {
                 why: RetryReason::NotFound,
                 ..
             }
         ));
         assert!(matches!(
-            classify(&Ok(RunOutcome::NotFound), 2, now(), &p),
+            classify(&Ok(RunOutcome::NotFound), &not_found(2), now(), &p),
             Action::DeadLetter {
                 reason: DeadLetterReason::JobNotFound,
                 ..
@@ -280,7 +321,16 @@ mod tests {
             sqlx::Error::PoolTimedOut,
         )));
         assert!(matches!(
-            classify(&transient, 1000, now(), &p),
+            classify(
+                &transient,
+                &RetryCounts {
+                    transient: 1000,
+                    runner_error: 1000,
+                    ..Default::default()
+                },
+                now(),
+                &p
+            ),
             Action::Retry {
                 why: RetryReason::Transient,
                 ..
@@ -288,15 +338,132 @@ mod tests {
         ));
         let other = Err(RunError::Job(DecayError::Validation("x".into())));
         assert!(matches!(
-            classify(&other, 0, now(), &p),
+            classify(&other, &RetryCounts::default(), now(), &p),
             Action::Retry { .. }
         ));
         assert!(matches!(
-            classify(&other, 1, now(), &p),
+            classify(
+                &other,
+                &RetryCounts {
+                    runner_error: 1,
+                    ..Default::default()
+                },
+                now(),
+                &p
+            ),
             Action::DeadLetter {
                 reason: DeadLetterReason::RunnerError,
                 ..
             }
         ));
+    }
+
+    /// Waiting (deferrals, another runner's lease) uses up no budget: after many waits the
+    /// not-found and runner-error budgets are whole and their backoff starts short.
+    #[test]
+    fn waits_do_not_use_up_the_budgets() {
+        let p = RetryPolicy {
+            not_found_retries: 2,
+            runner_error_retries: 2,
+        };
+        let waited = total(500);
+        assert_eq!(
+            classify(&Ok(RunOutcome::NotFound), &waited, now(), &p),
+            Action::Retry {
+                after: Duration::from_secs(1),
+                why: RetryReason::NotFound
+            }
+        );
+        let other = Err(RunError::Job(DecayError::Validation("x".into())));
+        assert_eq!(
+            classify(&other, &waited, now(), &p),
+            Action::Retry {
+                after: Duration::from_secs(1),
+                why: RetryReason::RunnerError
+            }
+        );
+        assert_eq!(RetryReason::NotDue.counter(), None);
+        assert_eq!(RetryReason::InProgress.counter(), None);
+    }
+
+    /// One reason's retries do not use up another's budget.
+    #[test]
+    fn budgets_are_per_reason() {
+        let p = RetryPolicy {
+            not_found_retries: 2,
+            runner_error_retries: 2,
+        };
+        let counts = RetryCounts {
+            total: 4,
+            not_found: 2,
+            runner_error: 0,
+            transient: 2,
+        };
+        let other = Err(RunError::Job(DecayError::Validation("x".into())));
+        assert!(matches!(
+            classify(&other, &counts, now(), &p),
+            Action::Retry {
+                why: RetryReason::RunnerError,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&Ok(RunOutcome::NotFound), &counts, now(), &p),
+            Action::DeadLetter {
+                reason: DeadLetterReason::JobNotFound,
+                ..
+            }
+        ));
+        // Each retry bumps its own counter and the total, nothing else.
+        for why in [
+            RetryReason::NotFound,
+            RetryReason::RunnerError,
+            RetryReason::Transient,
+        ] {
+            let next = counts.next(why.counter());
+            assert_eq!(next.total, 5);
+            let c = why.counter().unwrap();
+            assert_eq!(next.of(c), counts.of(c) + 1, "{why:?}");
+        }
+    }
+
+    /// The reproduction: `x-decay-attempt: 4294967295` during a database outage. The
+    /// header reads as the clamped limit, and the wait is the capped backoff in the top tier
+    /// that holds it, computed in constant time (no iterator walked to the attempt number).
+    #[test]
+    fn a_crafted_attempt_header_during_an_outage_gets_the_capped_wait() {
+        use crate::broker::Topology;
+        use crate::broker::headers::{Anomaly, MAX_COUNTER};
+        use lapin::types::{AMQPValue, FieldTable};
+
+        let p = RetryPolicy::default();
+        let transient = Err(RunError::Store(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        for key in [
+            crate::broker::HEADER_ATTEMPT,
+            RetryCounter::Transient.header(),
+        ] {
+            let mut headers = FieldTable::default();
+            headers.insert(key.into(), AMQPValue::LongUInt(u32::MAX));
+            let (counts, anomalies) = RetryCounts::read(Some(&headers));
+            assert_eq!(anomalies, vec![Anomaly::TooLarge(key, i64::from(u32::MAX))]);
+            assert!(counts.total <= MAX_COUNTER && counts.transient <= MAX_COUNTER);
+            let action = classify(&transient, &counts, now(), &p);
+            let Action::Retry { after, why } = action else {
+                panic!("{key}: {action:?}");
+            };
+            assert_eq!(why, RetryReason::Transient);
+            let expected = if key == crate::broker::HEADER_ATTEMPT {
+                // The total no longer drives the backoff: the transient count (0) does.
+                retry::MIN_DELAY
+            } else {
+                retry::MAX_DELAY
+            };
+            assert_eq!(after, expected, "{key}");
+            assert_eq!(Topology::tier_for(after).1, expected, "{key}");
+            // The next re-publish stays at the limit instead of overflowing.
+            assert!(counts.next(why.counter()).total <= MAX_COUNTER);
+        }
     }
 }

@@ -9,12 +9,14 @@
 //!   retries, a broker that closes the connection, the SIGTERM drain.
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
+//! * [`budgets`]: retry budgets per reason and crafted counters, through the real broker.
 //! * [`security`]: secrets kept out of `--help`.
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
 //!   its query-string parsing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod budgets;
 mod dashboard;
 mod dashboard_query;
 mod llm;
