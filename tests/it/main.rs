@@ -10,7 +10,8 @@
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
 //! * [`budgets`]: retry budgets per reason and crafted counters, through the real broker.
-//! * [`security`]: secrets kept out of `--help`.
+//! * [`security`]: secrets kept out of `--help`. [`parsers`]: property tests of every parser
+//!   of outside input (bodies, ids, headers, envelopes, trusted keys, durations, redaction).
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
 //!   its query-string parsing.
@@ -21,6 +22,7 @@ mod dashboard;
 mod dashboard_query;
 mod llm;
 mod operations;
+mod parsers;
 mod runner;
 mod security;
 mod testkit;
