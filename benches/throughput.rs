@@ -1524,7 +1524,7 @@ async fn drive(runner: &Runner, ids: Arc<Vec<DecayJobId>>, c: usize) -> Result<(
                 let Some(id) = ids.get(i) else {
                     return Ok(());
                 };
-                match runner.run_specific_job(id, Utc::now()).await {
+                match runner.run_specific_job(id).await {
                     Ok(RunOutcome::Completed { .. }) => {}
                     Ok(other) => bail!("job {id}: unexpected outcome {other:?}"),
                     Err(e) => bail!("job {id}: {e}"),

@@ -233,10 +233,14 @@ pub struct LlmArgs {
     /// `max_tokens` of one OpenAI call.
     #[arg(long, env = "DECAY_OPENAI_MAX_TOKENS", default_value_t = OPENAI_DEFAULT_MAX_TOKENS)]
     pub openai_max_tokens: u32,
-    /// Trusted operator keys (`{"keys":[{"key_id":..,"verifying_key_hex":..}]}`). When set, an
-    /// envelope signed by any other key is rejected.
+    /// Trusted operator keys (`{"keys":[{"key_id":..,"verifying_key_hex":..}]}`). An envelope
+    /// signed by any other key is rejected; without this file every envelope is (fail closed).
     #[arg(long, env = "DECAY_TRUSTED_OPERATOR_KEYS")]
     pub trusted_operator_keys: Option<std::path::PathBuf>,
+    /// Demos only: with no trusted-keys list, believe the key an envelope carries (anyone can
+    /// then mint a valid envelope). Off by default: without a list, LLM jobs are refused.
+    #[arg(long, env = "DECAY_ALLOW_UNTRUSTED_ATTESTATIONS")]
+    pub allow_untrusted_attestations: bool,
     /// Refuse attestations whose `signed_at` is older than this (default: no limit).
     #[arg(long, env = "DECAY_ATTESTATION_MAX_AGE")]
     pub attestation_max_age: Option<DurationArg>,
@@ -290,6 +294,7 @@ impl LlmArgs {
                 .as_deref()
                 .map(crate::llm::files::load_trusted_keys)
                 .transpose()?,
+            allow_untrusted_keys: self.allow_untrusted_attestations,
             max_age: self.attestation_max_age.map(to_chrono).transpose()?,
             max_future_skew: to_chrono(self.attestation_max_skew)?,
         })

@@ -9,16 +9,18 @@
 //! for longer than one interval.
 //!
 //! It runs inside every worker ([`run`], every `--reconcile-every`) and as the `reconcile`
-//! command ([`reconcile_once`]).
+//! command ([`reconcile_once`]). One replica at a time: a pass holds a database advisory lock
+//! ([`crate::store::ReconcilePass`]); a replica that finds it taken skips its tick, so the
+//! replicas of a deployment republish each stranded job once, not once each. "Stale" and
+//! "due" are judged by the database's clock, like every lease.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::broker::producer::Producer;
 use crate::broker::{BrokerConfig, BrokerError};
-use crate::store::{Store, StoreError};
+use crate::store::{ReconcilePass, Store, StoreError};
 
 /// Default interval of the in-worker reconciler.
 pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(60);
@@ -36,30 +38,63 @@ pub enum ReconcileError {
     Broker(#[from] BrokerError),
 }
 
-/// Republish jobs whose message may be lost, once. Returns how many were republished.
+/// Republish jobs whose message may be lost, once. Returns how many were republished (0 also
+/// when another replica's pass holds the lock).
+///
+/// The marks commit with the pass; if a publish fails, the jobs published before it are still
+/// marked (a job republished twice is harmless, one never marked is only listed again).
 pub async fn reconcile_once(
     store: &Store,
     producer: &mut Producer,
     stale_after: Duration,
     limit: i64,
 ) -> Result<usize, ReconcileError> {
-    let now = Utc::now();
-    let published_before = chrono::Duration::from_std(stale_after)
-        .ok()
-        .and_then(|stale| now.checked_sub_signed(stale))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let ids = store.list_stranded(now, published_before, limit).await?;
+    let Some(mut pass) = store.begin_reconcile().await? else {
+        tracing::debug!("another replica is reconciling; skipping this tick");
+        return Ok(0);
+    };
+    let (done, failed) = match republish(&mut pass, producer, stale_after, limit).await {
+        Ok(result) => result,
+        Err(e) => {
+            // End the pass now so the lock is free for the next tick (ours or a replica's).
+            if let Err(rollback) = pass.rollback().await {
+                tracing::debug!(error = %rollback, "reconcile rollback failed");
+            }
+            return Err(e);
+        }
+    };
+    pass.commit().await?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if done > 0 {
+        tracing::info!(republished = done, "reconciled stranded jobs");
+        metrics::counter!("decay_reconciled_total").increment(done as u64);
+    }
+    Ok(done)
+}
+
+/// List the stranded jobs, publish each, and mark the ones published. A failed publish stops
+/// the loop; the jobs published before it are still marked, and the error is returned beside
+/// them for the caller to report after committing the marks.
+async fn republish(
+    pass: &mut ReconcilePass,
+    producer: &mut Producer,
+    stale_after: Duration,
+    limit: i64,
+) -> Result<(usize, Option<BrokerError>), ReconcileError> {
+    let ids = pass.list_stranded(stale_after, limit).await?;
     let mut done = Vec::with_capacity(ids.len());
+    let mut failed = None;
     for id in ids {
-        producer.publish(&id).await?;
+        if let Err(e) = producer.publish(&id).await {
+            failed = Some(e);
+            break;
+        }
         done.push(id);
     }
-    store.mark_published(&done, now).await?;
-    if !done.is_empty() {
-        tracing::info!(republished = done.len(), "reconciled stranded jobs");
-        metrics::counter!("decay_reconciled_total").increment(done.len() as u64);
-    }
-    Ok(done.len())
+    pass.mark_published(&done).await?;
+    Ok((done.len(), failed))
 }
 
 /// Reconcile every `every` until `shutdown`. A failed pass is logged and retried next tick.

@@ -11,7 +11,14 @@
 //! * **Transient vs permanent**: a database outage never fails a job; it surfaces as `Err` and
 //!   the caller retries. Only the job's own errors settle `failed`, with the stable invariant in
 //!   `failure_code` and the full text in `state_reason`.
-//! * **One clock**: every timestamp a run writes derives from the `now` it was given.
+//! * **One clock, the database's**: every claim, lease, heartbeat, expiry and due check, and
+//!   every timestamp a run writes, is PostgreSQL's `now()` (see [`crate::store::Clock`]), so
+//!   a replica whose clock runs ahead cannot mistake a live lease for an expired one. The
+//!   runner takes no `now`; what it judges itself (due, lease live, attestation freshness)
+//!   it judges against the database's instant read with the row.
+//! * **A lost claim stops the work**: when a heartbeat finds the claim gone (cancelled, or
+//!   taken over), the job's work in progress (the LLM call) is dropped at once, not run to
+//!   its end for an answer nobody can settle.
 //!
 //! A job runs on one of two paths, and both end in the same [`Store::settle`]:
 //! * the **quick path**, for a due deterministic job or review: one read (the row with its
@@ -217,19 +224,9 @@ impl Runner {
         &self.cfg
     }
 
-    fn lease_from(&self, now: DateTime<Utc>, elapsed: Duration) -> DateTime<Utc> {
-        let span =
-            chrono::Duration::from_std(elapsed + self.cfg.lease).unwrap_or(chrono::Duration::MAX);
-        now.checked_add_signed(span).unwrap_or(now)
-    }
-
     /// Run a specific job by id (spec §4.3), without an attestation.
-    pub async fn run_specific_job(
-        &self,
-        id: &DecayJobId,
-        now: DateTime<Utc>,
-    ) -> Result<RunOutcome, RunError> {
-        self.run_specific_job_with_attestation(id, now, None).await
+    pub async fn run_specific_job(&self, id: &DecayJobId) -> Result<RunOutcome, RunError> {
+        self.run_specific_job_with_attestation(id, None).await
     }
 
     /// Run a specific job by id. Terminal: no-op. Live claim: refused with the lease's expiry.
@@ -238,13 +235,13 @@ impl Runner {
     pub async fn run_specific_job_with_attestation(
         &self,
         id: &DecayJobId,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<RunOutcome, RunError> {
         let Some(snapshot) = self.store.read_job_for_run(id).await? else {
             return Ok(RunOutcome::NotFound);
         };
         let record = &snapshot.record;
+        let now = snapshot.now;
         match record.state_kind() {
             Some(state) if state.is_terminal() => Ok(skip_terminal(id, state)),
             Some(JobStateKind::Pending) if record.scheduled_for > now => Ok(RunOutcome::NotDue {
@@ -253,8 +250,7 @@ impl Runner {
             Some(JobStateKind::Pending)
                 if record.summary_method != SummaryMethod::LlmSummary.wire() =>
             {
-                self.run_quick(record, &snapshot.sources, now, attestation)
-                    .await
+                self.run_quick(record, &snapshot.sources, attestation).await
             }
             Some(JobStateKind::InProgress)
                 if record.lease_expires_at.is_some_and(|exp| exp > now) =>
@@ -263,37 +259,32 @@ impl Runner {
                     lease_expires_at: record.lease_expires_at.unwrap_or(now),
                 })
             }
-            _ => self.claim_and_run(id, now, attestation).await,
+            _ => self.claim_and_run(id, attestation).await,
         }
     }
 
     /// Run the head of the ready list (spec §4.2). `None` when nothing is ready. Unlike the
     /// reference, the job id is returned whatever the outcome (spec §11.6).
-    pub async fn run_next_pending_job(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(DecayJobId, RunOutcome)>, RunError> {
-        self.run_next_pending_job_with_attestation(now, None).await
+    pub async fn run_next_pending_job(&self) -> Result<Option<(DecayJobId, RunOutcome)>, RunError> {
+        self.run_next_pending_job_with_attestation(None).await
     }
 
     /// [`Runner::run_next_pending_job`] with an optional attestation for an LLM head job;
     /// deterministic jobs ignore it.
     pub async fn run_next_pending_job_with_attestation(
         &self,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<Option<(DecayJobId, RunOutcome)>, RunError> {
-        let lease = self.lease_from(now, Duration::ZERO);
         let Some(claimed) = self
             .store
-            .claim_next_pending(now, lease, &self.cfg.worker_id)
+            .claim_next_pending(self.cfg.lease, &self.cfg.worker_id)
             .await?
         else {
             tracing::info!(target: RUNNER_LOG_TARGET, stage = "idle", "no pending decay jobs");
             return Ok(None);
         };
         let id = claimed.record.id;
-        let outcome = self.run_claimed(claimed, now, attestation).await?;
+        let outcome = self.run_claimed(claimed, attestation).await?;
         Ok(Some((id, outcome)))
     }
 
@@ -302,7 +293,6 @@ impl Runner {
         &self,
         record: &JobRecord,
         sources: &LoadedSources,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<RunOutcome, RunError> {
         let job = DecayJob::from_record(record);
@@ -314,10 +304,10 @@ impl Runner {
         let guard = SettleGuard::PendingDue {
             claimed_by: &self.cfg.worker_id,
         };
-        match self.finish(&run, guard, computed, now).await? {
+        match self.finish(&run, guard, computed).await? {
             Some(outcome) => Ok(outcome),
             // Another runner claimed it between our read and our write: ask the row.
-            None => self.claim_and_run(&record.id, now, attestation).await,
+            None => self.claim_and_run(&record.id, attestation).await,
         }
     }
 
@@ -326,18 +316,21 @@ impl Runner {
     async fn claim_and_run(
         &self,
         id: &DecayJobId,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<RunOutcome, RunError> {
-        let lease = self.lease_from(now, Duration::ZERO);
         let claimed = self
             .store
-            .claim_job(id, now, lease, &self.cfg.worker_id, self.cfg.max_attempts)
+            .claim_job(
+                id,
+                self.cfg.lease,
+                &self.cfg.worker_id,
+                self.cfg.max_attempts,
+            )
             .await?;
         if let Some(claimed) = claimed {
-            return self.run_claimed(claimed, now, attestation).await;
+            return self.run_claimed(claimed, attestation).await;
         }
-        let Some(record) = self.store.read_job(id).await? else {
+        let Some((record, now)) = self.store.read_job_now(id).await? else {
             return Ok(RunOutcome::NotFound);
         };
         match record.state_kind() {
@@ -352,7 +345,7 @@ impl Runner {
                     // Expired, and the claim above refused it: attempts are exhausted. (With
                     // attempts left, the claim was refused because another runner holds the
                     // row right now: the arm below, retry shortly.)
-                    self.settle_exhausted(id, token, record.attempts, now).await
+                    self.settle_exhausted(id, token, record.attempts).await
                 }
                 (exp, _) => Ok(RunOutcome::InProgress {
                     lease_expires_at: exp.unwrap_or(now),
@@ -372,7 +365,6 @@ impl Runner {
     async fn run_claimed(
         &self,
         claimed: ClaimedJob,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<RunOutcome, RunError> {
         let ClaimedJob {
@@ -396,15 +388,25 @@ impl Runner {
         let job = DecayJob::from_record(&record);
         let run = Run::new(&record, job.as_ref().ok());
         let computed = match &job {
+            // The dispatch (an LLM call, possibly long) runs while the heartbeat keeps the
+            // lease. If the heartbeat finds the claim gone, the dispatch future is dropped
+            // right there, which cancels the backend call in flight (its HTTP request is
+            // aborted): nobody could settle its answer, and it would only spend money.
             Ok(job) => tokio::select! {
                 biased;
-                r = self.dispatch(job, now, attestation) => r,
-                never = self.heartbeat_loop(&id, token, now, run.started) => match never {},
+                r = self.dispatch(job, attestation) => r,
+                () = self.heartbeat_loop(&id, token) => {
+                    metrics::counter!("decay_claims_lost_in_flight_total").increment(1);
+                    tracing::warn!(target: RUNNER_LOG_TARGET, stage = "settle", job = %id,
+                        "claim lost while running (cancelled or re-claimed); work stopped, nothing written");
+                    observe(&run, "claim_lost");
+                    return Ok(RunOutcome::ClaimLost);
+                }
             },
             Err(e) => Err(e.for_job(&id).into()),
         };
         match self
-            .finish(&run, SettleGuard::Claim(token), computed, now)
+            .finish(&run, SettleGuard::Claim(token), computed)
             .await?
         {
             Some(outcome) => Ok(outcome),
@@ -419,10 +421,9 @@ impl Runner {
         run: &Run<'_>,
         guard: SettleGuard<'_>,
         computed: Result<Effect, RunError>,
-        now: DateTime<Utc>,
     ) -> Result<Option<RunOutcome>, RunError> {
         let id = &run.id;
-        let settled = self.settle(id, guard, computed, now).await;
+        let settled = self.settle(id, guard, computed).await;
         let claimed_here = matches!(guard, SettleGuard::PendingDue { .. });
         let outcome = match settled {
             Ok(Some(effect)) => {
@@ -459,20 +460,19 @@ impl Runner {
         id: &DecayJobId,
         guard: SettleGuard<'_>,
         computed: Result<Effect, RunError>,
-        now: DateTime<Utc>,
     ) -> Result<Option<SettleEffect>, RunError> {
         let effect = match computed {
             Ok(effect) => SettleEffect::from(effect),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => SettleEffect::Failed(e.failure()),
         };
-        match self.store.settle(id, guard, &effect, now).await {
+        match self.store.settle(id, guard, &effect).await {
             Ok(outcome) => Ok(settled(outcome, effect)),
             // The summary itself was refused by the database (a constraint): the job's own
             // failure, recorded rather than retried forever.
             Err(e) if !e.is_transient() && matches!(effect, SettleEffect::Summary { .. }) => {
                 let failed = SettleEffect::Failed(RunError::Store(e).failure());
-                let outcome = self.store.settle(id, guard, &failed, now).await?;
+                let outcome = self.store.settle(id, guard, &failed).await?;
                 Ok(settled(outcome, failed))
             }
             Err(e) => Err(e.into()),
@@ -486,7 +486,6 @@ impl Runner {
         id: &DecayJobId,
         expired_token: Uuid,
         attempts: i32,
-        now: DateTime<Utc>,
     ) -> Result<RunOutcome, RunError> {
         let failure = Failure::new(
             Invariant::RunnerAttemptsExhausted,
@@ -497,7 +496,7 @@ impl Runner {
         );
         let guard = SettleGuard::ExpiredClaim(expired_token);
         let effect = SettleEffect::Failed(failure.clone());
-        match self.store.settle(id, guard, &effect, now).await? {
+        match self.store.settle(id, guard, &effect).await? {
             SettleOutcome::Settled => {
                 stage!("settle", id, "compression failed: {}", failure.invariant);
                 stage!("complete", id, "transitioned to failed");
@@ -510,24 +509,22 @@ impl Runner {
         }
     }
 
-    /// Extend the lease every `heartbeat_every` while the job runs. Never returns; the
-    /// dispatch finishing ends it.
-    async fn heartbeat_loop(
-        &self,
-        id: &DecayJobId,
-        token: Uuid,
-        now: DateTime<Utc>,
-        started: Instant,
-    ) -> std::convert::Infallible {
+    /// Extend the lease to `lease` from now (the database's clock) every `heartbeat_every`
+    /// while the job runs. Returns only when a heartbeat finds the claim lost; otherwise the
+    /// dispatch finishing ends it. A failed heartbeat (the database unreachable) is not a lost
+    /// claim: the lease still runs, and the next beat tries again.
+    async fn heartbeat_loop(&self, id: &DecayJobId, token: Uuid) {
         let mut tick = tokio::time::interval(self.cfg.heartbeat_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is immediate
         loop {
             tick.tick().await;
-            let until = self.lease_from(now, started.elapsed());
-            match self.store.heartbeat(id, token, until).await {
-                Ok(true) => tracing::debug!(job = %id, until = %until, "lease extended"),
-                Ok(false) => tracing::warn!(job = %id, "heartbeat found the claim lost"),
+            match self.store.heartbeat(id, token, self.cfg.lease).await {
+                Ok(true) => tracing::debug!(job = %id, "lease extended"),
+                Ok(false) => {
+                    tracing::warn!(job = %id, "heartbeat found the claim lost");
+                    return;
+                }
                 Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
             }
         }
@@ -538,7 +535,6 @@ impl Runner {
     async fn dispatch(
         &self,
         job: &DecayJob,
-        now: DateTime<Utc>,
         attestation: Option<&Path>,
     ) -> Result<Effect, RunError> {
         let Some(snapshot) = self.store.read_job_for_run(&job.id).await? else {
@@ -546,8 +542,9 @@ impl Runner {
         };
         stage!("dispatch", job.id, "{}", dispatch_message(job));
         if job.summary_method == SummaryMethod::LlmSummary {
+            // The envelope's freshness is judged by the database's clock, read with the row.
             Ok(self
-                .run_llm(job, &snapshot.sources, now, attestation)
+                .run_llm(job, &snapshot.sources, snapshot.now, attestation)
                 .await?)
         } else {
             Ok(effect::compute(job, &snapshot.sources)?)

@@ -161,7 +161,7 @@ async fn schedule(
         );
         store.insert_job(&job).await?;
         producer.publish(&job.id).await?;
-        store.mark_published(&[job.id], Utc::now()).await?;
+        store.mark_published(&[job.id]).await?;
         ids.push(job.id);
         if (n + 1) % 10 == 0 || n + 1 == jobs {
             eprintln!("scheduled {}/{jobs} jobs", n + 1);

@@ -2,8 +2,6 @@
 //! `schedule --no-publish`, or to nudge a job by hand). Each id is checked against the database
 //! first, so a typo is refused instead of becoming a `job_not_found` dead letter.
 
-use chrono::Utc;
-
 use super::{CliError, parse_job_id};
 use crate::app::{self, Pool};
 use crate::broker::describe;
@@ -39,6 +37,6 @@ pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
         println!("{id}");
     }
     producer.close().await;
-    store.mark_published(&published, Utc::now()).await?;
+    store.mark_published(&published).await?;
     Ok(())
 }

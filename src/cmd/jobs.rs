@@ -2,13 +2,13 @@
 //! them touches the broker: a cancelled job's message, when it arrives, finds a terminal job and
 //! is acked as a no-op.
 
-use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{CliError, parse_job_id, print_json};
 use crate::app::{self, Pool};
 use crate::cli::{JobsCancelArgs, JobsListArgs, JobsShowArgs, JobsStatsArgs};
+use crate::decay::attestation::AttestationAudit;
 use crate::decay::{JobRecord, JobStateKind};
 use crate::ids::MemoryId;
 use crate::store::{CancelOutcome, JobStats};
@@ -28,6 +28,9 @@ struct ShowReport {
     job: JobRecord,
     superseded_memory_ids: Vec<String>,
     superseded_episode_ids: Vec<String>,
+    /// Everything the attestation's signature covers, with the signature and key, so the
+    /// record can be verified again (all null for jobs without one).
+    attestation: AttestationAudit,
 }
 
 /// `jobs cancel --json`.
@@ -111,10 +114,12 @@ pub async fn show(a: JobsShowArgs) -> Result<(), CliError> {
         ),
         None => (vec![], vec![]),
     };
+    let attestation = store.read_attestation(&id).await?.unwrap_or_default();
     let report = ShowReport {
         job,
         superseded_memory_ids,
         superseded_episode_ids,
+        attestation,
     };
     if a.json {
         print_json(&report);
@@ -123,12 +128,22 @@ pub async fn show(a: JobsShowArgs) -> Result<(), CliError> {
     // One `field value` line per field of the JSON report, in its (sorted) key order.
     if let Ok(Value::Object(fields)) = serde_json::to_value(&report) {
         for (k, val) in fields {
-            let text = match val {
-                Value::String(s) => s,
-                Value::Null => "-".into(),
-                other => other.to_string(),
+            // The nested attestation record prints one `attestation.<field>` line each.
+            let lines = match val {
+                Value::Object(inner) => inner
+                    .into_iter()
+                    .map(|(ik, iv)| (format!("{k}.{ik}"), iv))
+                    .collect(),
+                other => vec![(k, other)],
             };
-            println!("{k:<26} {text}");
+            for (k, val) in lines {
+                let text = match val {
+                    Value::String(s) => s,
+                    Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                println!("{k:<26} {text}");
+            }
         }
     }
     Ok(())
@@ -140,7 +155,7 @@ pub async fn cancel(a: JobsCancelArgs) -> Result<(), CliError> {
     }
     let id = parse_job_id(&a.id)?;
     let store = app::connect_store(&a.db, Pool::Command).await?;
-    match store.cancel_job(&id, &a.reason, Utc::now()).await? {
+    match store.cancel_job(&id, &a.reason).await? {
         CancelOutcome::Cancelled { from } => {
             if a.json {
                 print_json(&CancelReport {
@@ -167,11 +182,10 @@ pub async fn cancel(a: JobsCancelArgs) -> Result<(), CliError> {
 
 pub async fn stats(a: JobsStatsArgs) -> Result<(), CliError> {
     let store = app::connect_store(&a.db, Pool::Command).await?;
-    let now = Utc::now();
-    let stats = store.job_stats(now).await?;
+    let stats = store.job_stats().await?;
     let oldest_pending_age_seconds = stats
         .oldest_pending_scheduled_for
-        .map(|t| (now - t).num_seconds().max(0));
+        .map(|t| (stats.now - t).num_seconds().max(0));
     if a.json {
         print_json(&StatsReport {
             stats: &stats,

@@ -10,7 +10,6 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{CliError, parse_job_id, print_json};
@@ -82,12 +81,11 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::precondition("decay.run.summary_backend_fixture_invalid", e))?;
     let trust = a.llm.trust_policy().map_err(CliError::usage)?;
     let runner = Runner::new(store.clone(), cfg, backend, trust);
-    let now = Utc::now();
     let attestation = a.operator_attestation.as_deref();
 
-    let before = preview(&store, requested.as_ref(), now).await?;
+    let before = preview(&store, requested.as_ref()).await?;
     require_attestation(&before, attestation)?;
-    let (id, outcome) = execute(&runner, requested.as_ref(), now, attestation).await?;
+    let (id, outcome) = execute(&runner, requested.as_ref(), attestation).await?;
     // Without an id the runner takes the head of the ready list itself; the previewed row is
     // the "before" only if it is the job that ran.
     let from = Some(before).filter(|b| requested.is_some() || b.id == id);
@@ -106,11 +104,7 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
 }
 
 /// The job `run` is about to run, read without touching it.
-async fn preview(
-    store: &Store,
-    requested: Option<&DecayJobId>,
-    now: DateTime<Utc>,
-) -> Result<JobRecord, CliError> {
+async fn preview(store: &Store, requested: Option<&DecayJobId>) -> Result<JobRecord, CliError> {
     match requested {
         Some(id) => store.read_job(id).await?.ok_or_else(|| {
             CliError::precondition(
@@ -119,7 +113,7 @@ async fn preview(
             )
         }),
         None => store
-            .list_pending_ready(now, 1)
+            .list_pending_ready(1)
             .await?
             .into_iter()
             .next()
@@ -150,17 +144,16 @@ fn require_attestation(row: &JobRecord, attestation: Option<&Path>) -> Result<()
 async fn execute(
     runner: &Runner,
     requested: Option<&DecayJobId>,
-    now: DateTime<Utc>,
     attestation: Option<&Path>,
 ) -> Result<(DecayJobId, RunOutcome), CliError> {
     let ran = match requested {
         Some(id) => runner
-            .run_specific_job_with_attestation(id, now, attestation)
+            .run_specific_job_with_attestation(id, attestation)
             .await
             .map(|o| Some((*id, o))),
         None => {
             runner
-                .run_next_pending_job_with_attestation(now, attestation)
+                .run_next_pending_job_with_attestation(attestation)
                 .await
         }
     };
@@ -237,7 +230,7 @@ mod tests {
         assert_eq!(code(RunOutcome::NotFound), Some(7));
         assert_eq!(
             code(RunOutcome::NotDue {
-                scheduled_for: Utc::now()
+                scheduled_for: chrono::Utc::now()
             }),
             Some(7)
         );

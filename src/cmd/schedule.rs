@@ -54,10 +54,14 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
         // row exists, and give the job that id.
         let reject =
             |d: String| CliError::precondition(Invariant::LlmAttestationRejected.as_str(), d);
+        // Fail closed first: with no trusted keys, no envelope could pass.
+        let trust = a.llm.trust_policy().map_err(CliError::usage)?;
+        trust
+            .check_configured()
+            .map_err(|e| reject(e.to_string()))?;
         let env = load_envelope(path).map_err(|e| reject(e.to_string()))?;
         job.id = DecayJobId::parse(&env.decay_job_id)
             .map_err(|e| reject(format!("decay_job_id: {e}")))?;
-        let trust = a.llm.trust_policy().map_err(CliError::usage)?;
         verify(&env, &job.id, &trust, now).map_err(|e| reject(e.to_string()))?;
         if let Some(dir) = &a.attestation_dir {
             let dest = dir.join(format!("{}.json", job.id));
@@ -88,7 +92,7 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
                 ),
             ));
         }
-        store.mark_published(&[job.id], Utc::now()).await?;
+        store.mark_published(&[job.id]).await?;
     }
     if a.json {
         print_json(&Report::of(&job));

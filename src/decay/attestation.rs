@@ -8,8 +8,15 @@
 //! (so an envelope the reference rejects is rejected here with the same words), and only then
 //! apply our own checks to envelopes the reference would have accepted:
 //!
-//! 1. **Trust anchor** (only when a [`TrustedKeys`] list is configured): the signed
-//!    `operator_key_id` must be listed and the envelope's verifying key must be the listed one.
+//! 0. **Strict Ed25519** (spec §11 item 11 again): step 11 uses `verify_strict`, and a weak
+//!    (small-order) verifying key is refused before it, so the identity point with the signature
+//!    `01 00…00` (R = identity, s = 0), which the reference's lax verification accepts for any
+//!    message, forges nothing. Honest keys and the spec's test vector verify as before.
+//! 1. **Trust anchor**, fail closed: the signed `operator_key_id` must be listed in the
+//!    configured [`TrustedKeys`] and the envelope's verifying key must be the listed one. With
+//!    no list configured every envelope is refused ([`AttestationError::NoTrustedKeys`]),
+//!    unless the operator opted out explicitly ([`TrustPolicy::allow_untrusted_keys`], for
+//!    demos), which restores the reference's "believe the envelope's own key".
 //! 2. **Full digest form**: `prompt_template_blake3` must be `blake3:` + 64 lowercase hex digits,
 //!    not merely start with the prefix.
 //! 3. **Freshness**: `signed_at` must be RFC 3339, at most [`TrustPolicy::max_future_skew`] in the
@@ -27,7 +34,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::DecayJobId;
@@ -148,6 +155,15 @@ pub enum AttestationError {
     /// §7.3 step 11.
     #[error("Ed25519 signature did not verify under the declared operator key")]
     SignatureInvalid,
+    /// Added, just before step 11: the declared key is a small-order point (the identity among
+    /// them), under which a degenerate signature "verifies" for any message.
+    #[error("operator_verifying_key_hex is a weak (small-order) Ed25519 key")]
+    WeakVerifyingKey,
+    /// Added: no trusted operator keys are configured and the opt-out is off (fail closed).
+    #[error(
+        "no trusted operator keys are configured (--trusted-operator-keys); refusing to trust the envelope's own key"
+    )]
+    NoTrustedKeys,
     /// Added: a trusted-keys list is configured and does not list this key id.
     #[error("operator_key_id `{0}` is not a trusted operator key")]
     UntrustedKeyId(String),
@@ -315,7 +331,7 @@ pub struct TrustedKeysFile {
 ///
 /// Validated when built, so a broken allowlist stops the worker at start instead of refusing
 /// every LLM job later: every key id is non-blank and unique, every key is lowercase hex of a
-/// valid Ed25519 point, no key is listed twice (one key under two ids would make the audited
+/// valid Ed25519 point of full order (a weak key would let a degenerate signature verify), no key is listed twice (one key under two ids would make the audited
 /// key id ambiguous), and the list is not empty (an empty list would refuse every envelope,
 /// which is far more likely a mistake than a policy; to disable LLM jobs, don't schedule them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,9 +372,14 @@ impl TrustedKeys {
                     bytes.len()
                 )
             })?;
-            VerifyingKey::from_bytes(&key).map_err(|e| {
+            let point = VerifyingKey::from_bytes(&key).map_err(|e| {
                 format!("key {index} (`{key_id}`): verifying_key_hex did not parse: {e}")
             })?;
+            if point.is_weak() {
+                return Err(format!(
+                    "key {index} (`{key_id}`): verifying_key_hex is a weak (small-order) Ed25519 key"
+                ));
+            }
             if by_id.contains_key(&key_id) {
                 return Err(format!("key {index}: duplicate key_id `{key_id}`"));
             }
@@ -400,9 +421,13 @@ impl TrustedKeys {
 /// What we require of an envelope beyond the reference's checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustPolicy {
-    /// When set, only listed operator keys are accepted. `None` keeps the reference's
-    /// behaviour for keys (the envelope's own key is believed), for local and test setups.
+    /// When set, only listed operator keys are accepted. `None` refuses every envelope,
+    /// unless [`TrustPolicy::allow_untrusted_keys`] is on.
     pub trusted_keys: Option<TrustedKeys>,
+    /// The documented opt-out for demos and local setups: with no [`TrustedKeys`] configured,
+    /// believe the envelope's own key (the reference's behaviour, so anyone can mint a valid
+    /// envelope). Off by default; ignored when a list is configured.
+    pub allow_untrusted_keys: bool,
     /// When set, envelopes signed longer ago than this are refused.
     pub max_age: Option<Duration>,
     /// How far in the future `signed_at` may be, to absorb clock differences.
@@ -410,7 +435,8 @@ pub struct TrustPolicy {
 }
 
 impl Default for TrustPolicy {
-    /// No trusted-keys list, no maximum age, 5 minutes of future skew.
+    /// No trusted-keys list and no opt-out (so every envelope is refused until keys are
+    /// configured: fail closed), no maximum age, 5 minutes of future skew.
     ///
     /// `max_age` defaults to `None` because an envelope is verified when the job *runs*, not
     /// when it is scheduled: a job may legitimately be scheduled days ahead (`scheduled_for`)
@@ -422,9 +448,22 @@ impl Default for TrustPolicy {
     fn default() -> Self {
         TrustPolicy {
             trusted_keys: None,
+            allow_untrusted_keys: false,
             max_age: None,
             max_future_skew: Duration::seconds(DEFAULT_MAX_FUTURE_SKEW.as_secs() as i64),
         }
+    }
+}
+
+impl TrustPolicy {
+    /// Whether this policy can accept any envelope at all: `Err(NoTrustedKeys)` when no
+    /// trusted-keys list is configured and the opt-out is off. [`verify`] applies it in its
+    /// trust-anchor step; `schedule` asks first, so it refuses before reading the envelope.
+    pub fn check_configured(&self) -> Result<(), AttestationError> {
+        if self.trusted_keys.is_none() && !self.allow_untrusted_keys {
+            return Err(AttestationError::NoTrustedKeys);
+        }
+        Ok(())
     }
 }
 
@@ -444,6 +483,43 @@ pub struct VerifiedAttestation {
     pub model_name: String,
     /// The pinned prompt-template digest.
     pub prompt_template_blake3: String,
+}
+
+/// The accepted attestation as the job's row keeps it for audit (migration 0005): every
+/// field the signature depends on, so the record re-verifies without the envelope file.
+/// Fields are `None` for jobs that ran no attestation, or settled before the columns existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationAudit {
+    /// The signed operator key id.
+    pub key_id: Option<String>,
+    /// The verifying key the signature was checked under.
+    pub verifying_key_hex: Option<String>,
+    /// The verified signature.
+    pub signature_hex: Option<String>,
+    /// `signed_at` exactly as signed (text: the signature covers its bytes).
+    pub signed_at: Option<String>,
+    /// The pinned model.
+    pub model_name: Option<String>,
+    /// The pinned prompt-template digest.
+    pub prompt_template_blake3: Option<String>,
+}
+
+impl AttestationAudit {
+    /// The envelope this record was accepted from, for `job_id`; `None` if a field is missing.
+    /// Re-verify it with [`verify`] (and the trusted keys of the day) to check the record.
+    pub fn envelope(&self, job_id: &DecayJobId) -> Option<AttestationEnvelope> {
+        Some(AttestationEnvelope {
+            schema_version: DECAY_LLM_SUMMARY_ATTESTATION_SCHEMA_VERSION,
+            purpose: DECAY_LLM_SUMMARY_ATTESTATION_PURPOSE.to_owned(),
+            operator_verifying_key_hex: self.verifying_key_hex.clone()?,
+            operator_key_id: self.key_id.clone()?,
+            signed_at: self.signed_at.clone()?,
+            decay_job_id: job_id.to_string(),
+            model_name: self.model_name.clone()?,
+            prompt_template_blake3: self.prompt_template_blake3.clone()?,
+            signature_hex: self.signature_hex.clone()?,
+        })
+    }
 }
 
 /// Verify an envelope for `job_id` under `policy`, with `now` as the clock (the runner's one
@@ -492,26 +568,33 @@ pub fn verify(
     let key = VerifyingKey::from_bytes(&key_array)
         .map_err(|e| AttestationError::VerifyingKeyInvalid(e.to_string()))?;
 
-    // 9-11: the signature, standard (non-strict) Ed25519 verification as in the reference.
+    // 9-11: the signature. Strict verification (the reference uses the lax one): it refuses
+    // non-canonical encodings and small-order keys and R values.
     let sig_bytes = decode_lower_hex(&env.signature_hex).map_err(AttestationError::SignatureHex)?;
     let sig_array: [u8; SIGNATURE_LEN] = sig_bytes
         .as_slice()
         .try_into()
         .map_err(|_| AttestationError::SignatureLength(sig_bytes.len()))?;
     let signature = Signature::from_bytes(&sig_array);
-    key.verify(&canonical_bytes(env), &signature)
+    if key.is_weak() {
+        return Err(AttestationError::WeakVerifyingKey);
+    }
+    key.verify_strict(&canonical_bytes(env), &signature)
         .map_err(|_| AttestationError::SignatureInvalid)?;
 
     // Added: who signed. Compared as bytes; with lowercase-only hex that equals comparing text.
-    if let Some(trusted) = &policy.trusted_keys {
-        let listed = trusted
-            .get(&env.operator_key_id)
-            .ok_or_else(|| AttestationError::UntrustedKeyId(env.operator_key_id.clone()))?;
-        if *listed != key_array {
-            return Err(AttestationError::TrustedKeyMismatch(
-                env.operator_key_id.clone(),
-            ));
+    match &policy.trusted_keys {
+        Some(trusted) => {
+            let listed = trusted
+                .get(&env.operator_key_id)
+                .ok_or_else(|| AttestationError::UntrustedKeyId(env.operator_key_id.clone()))?;
+            if *listed != key_array {
+                return Err(AttestationError::TrustedKeyMismatch(
+                    env.operator_key_id.clone(),
+                ));
+            }
         }
+        None => policy.check_configured()?,
     }
 
     // Added: what was signed must identify exactly one template.

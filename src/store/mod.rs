@@ -8,6 +8,7 @@
 //! [`crate::decay::JobRecord`]s and source structs, and what a settle writes is the domain's
 //! effect. sqlx's row types stay in here.
 
+mod clock;
 pub mod dashboard;
 mod dead_letters;
 mod jobs;
@@ -18,10 +19,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use clock::Clock;
 pub use dead_letters::{DeadLetterRow, DeadLetterSelector, NewDeadLetter, TakenDeadLetters};
 pub use jobs::{
-    CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob, SettleEffect, SettleGuard,
-    SettleOutcome,
+    CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob, RECONCILE_LOCK_KEY, ReconcilePass,
+    SettleEffect, SettleGuard, SettleOutcome,
 };
 pub use memories::{NewEpisode, NewMemory, NewPrinciple};
 
@@ -89,6 +91,8 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// The clock every statement reads ([`Clock::Database`] unless a test froze it).
+    clock: Clock,
 }
 
 impl Store {
@@ -100,7 +104,10 @@ impl Store {
             .max_connections(cfg.max_connections.max(1))
             .acquire_timeout(cfg.acquire_timeout)
             .connect_lazy_with(opts);
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            clock: Clock::Database,
+        })
     }
 
     /// Connect and check the database answers.
@@ -112,7 +119,15 @@ impl Store {
 
     /// Wrap an existing pool (tests get theirs from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            clock: Clock::Database,
+        }
+    }
+
+    /// The same store reading `clock` instead (tests freeze time this way, spec §4.7).
+    pub fn with_clock(self, clock: Clock) -> Store {
+        Store { clock, ..self }
     }
 
     /// Apply pending migrations. sqlx holds a PostgreSQL advisory lock while migrating, so

@@ -287,7 +287,7 @@ async fn handle(ctx: &Ctx, session: &Session, d: JobDelivery) {
                 let attestation = ctx.attestation_for(&id);
                 let result = ctx
                     .runner
-                    .run_specific_job_with_attestation(&id, Utc::now(), attestation.as_deref())
+                    .run_specific_job_with_attestation(&id, attestation.as_deref())
                     .await;
                 metrics::gauge!("decay_jobs_in_flight").decrement(1.0);
                 if let Err(e) = &result {

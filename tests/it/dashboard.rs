@@ -31,10 +31,7 @@ async fn failed_job(store: &decay_worker::store::Store, kind: JobKind) -> DecayJ
         Utc::now(),
     )
     .await;
-    runner(store)
-        .run_specific_job(&id, Utc::now())
-        .await
-        .unwrap();
+    runner(store).run_specific_job(&id).await.unwrap();
     id
 }
 
@@ -44,10 +41,7 @@ async fn failed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
 
 async fn completed_candidate(store: &decay_worker::store::Store) -> DecayJobId {
     let id = candidate_job(store, Utc::now()).await;
-    runner(store)
-        .run_specific_job(&id, Utc::now())
-        .await
-        .unwrap();
+    runner(store).run_specific_job(&id).await.unwrap();
     id
 }
 
@@ -98,10 +92,7 @@ async fn the_overview_shows_the_seeded_counts_and_refreshes_in_place(pool: PgPoo
     )
     .await;
     let cancelled = candidate_job(store, Utc::now()).await;
-    store
-        .cancel_job(&cancelled, "not needed", Utc::now())
-        .await
-        .unwrap();
+    store.cancel_job(&cancelled, "not needed").await.unwrap();
     let mut completed_minute = String::new();
     for id in &completed {
         completed_minute = changed_minutes_ago(&h, id, 10).await;
@@ -268,10 +259,7 @@ async fn a_jobs_detail_shows_its_summary_and_sources(pool: PgPool) {
         Utc::now(),
     )
     .await;
-    runner(store)
-        .run_specific_job(&id, Utc::now())
-        .await
-        .unwrap();
+    runner(store).run_specific_job(&id).await.unwrap();
     let summary: (String, String) = sqlx::query_as(
         "SELECT m.id, m.claim FROM decay_jobs j JOIN memories m ON m.id = j.result_memory_id
           WHERE j.id = $1",

@@ -19,7 +19,9 @@ use decay_worker::store::Store;
 use sqlx::PgPool;
 use tempfile::TempPath;
 
-use crate::testkit::attest::{SEED, place_envelope, sign_for, temp_file, temp_json};
+use crate::testkit::attest::{
+    SEED, place_envelope, sign_for, temp_file, temp_json, trusted_keys_file,
+};
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
 
@@ -115,7 +117,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 
     // No attestation at all.
     let (id, _, _) = llm_job(&store).await;
-    let out = r.run_specific_job(&id, now).await.unwrap();
+    let out = r.run_specific_job(&id).await.unwrap();
     assert_refused(
         (&store, &pool),
         out,
@@ -130,7 +132,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let missing = scratch.path().join("missing.json");
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&missing))
+        .run_specific_job_with_attestation(&id, Some(&missing))
         .await
         .unwrap();
     assert_refused(
@@ -144,7 +146,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let garbage = temp_file("{\"schema_version\": 70000}");
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&garbage))
+        .run_specific_job_with_attestation(&id, Some(&garbage))
         .await
         .unwrap();
     assert_refused((&store, &pool), out, &id, REJECTED, "is not valid JSON").await;
@@ -212,7 +214,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         mutate(&mut env);
         let path = write_env(&env);
         let out = r
-            .run_specific_job_with_attestation(&id, now, Some(&path))
+            .run_specific_job_with_attestation(&id, Some(&path))
             .await
             .unwrap();
         assert!(
@@ -226,7 +228,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let env = sign_envelope(&SEED, "k1", &now.to_rfc3339(), &id, MODEL, "blake3:ab");
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused(
@@ -242,7 +244,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let future = (now + chrono::Duration::hours(1)).to_rfc3339();
     let env = sign_envelope(&SEED, "k1", &future, &id, MODEL, &digest());
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused((&store, &pool), out, &id, REJECTED, "in the future").await;
@@ -250,7 +252,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let env = sign_envelope(&SEED, "k1", "yesterday", &id, MODEL, &digest());
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused(
@@ -277,7 +279,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         decay_worker::runner::Runner::new(store.clone(), runner_cfg(), backend.clone(), strict);
     let (id, _, _) = llm_job(&store).await;
     let out = rs
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&signed(&id))))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&signed(&id))))
         .await
         .unwrap();
     assert_refused(
@@ -291,7 +293,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let (id, _, _) = llm_job(&store).await;
     let env = sign_envelope(&SEED, "k2", &now.to_rfc3339(), &id, MODEL, &digest());
     let out = rs
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused(
@@ -306,7 +308,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let old = (now - chrono::Duration::hours(2)).to_rfc3339();
     let env = sign_envelope(&[7u8; 32], "k2", &old, &id, MODEL, &digest());
     let out = rs
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused((&store, &pool), out, &id, REJECTED, "old (max age 600s)").await;
@@ -324,7 +326,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let mut env = signed(&id);
     env.purpose = "nope".into();
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     assert_refused((&store, &pool), out, &id, REJECTED, "purpose `nope`").await;
@@ -337,7 +339,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     )
     .await;
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&signed(&id))))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&signed(&id))))
         .await
         .unwrap();
     assert_refused(
@@ -353,7 +355,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 #[sqlx::test(migrations = "./migrations")]
 async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let now = Utc::now();
+
     let (miss, _, _) = llm_job(&store).await;
     let (echo, _, _) = llm_job(&store).await;
     let (empty, _, _) = llm_job(&store).await;
@@ -386,7 +388,7 @@ async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
         ),
     ] {
         let out = r
-            .run_specific_job_with_attestation(&id, now, Some(&write_env(&signed(&id))))
+            .run_specific_job_with_attestation(&id, Some(&write_env(&signed(&id))))
             .await
             .unwrap();
         assert_refused((&store, &pool), out, &id, BACKEND, detail).await;
@@ -396,7 +398,7 @@ async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let now = Utc::now();
+
     let (id, a, b) = llm_job(&store).await;
     let fx = fixture(vec![(
         request(&id, &["alpha", "beta"]),
@@ -410,7 +412,7 @@ async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
     );
     let env = signed(&id);
     let out = r
-        .run_specific_job_with_attestation(&id, now, Some(&write_env(&env)))
+        .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
         .unwrap();
     let RunOutcome::Completed {
@@ -534,9 +536,12 @@ async fn llm_jobs_through_the_broker(pool: PgPool) {
     let mut tampered = signed(&bad);
     tampered.model_name = "another-model".into();
     place_envelope(dir.path(), &tampered);
+    let keys = trusted_keys_file(h.scratch());
     let mut w = h.spawn_worker(
         "w-llm",
         &[
+            "--trusted-operator-keys",
+            keys.to_str().unwrap(),
             "--attestation-dir",
             dir.path().to_str().unwrap(),
             "--summary-backend",
@@ -584,9 +589,12 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
     let id = DecayJobId::new();
     let env_path = write_env(&signed(&id));
     let dir = tempfile::tempdir().unwrap();
+    let keys = trusted_keys_file(h.scratch());
     let out = h
         .cli(&[
             "schedule",
+            "--trusted-operator-keys",
+            keys.to_str().unwrap(),
             "--kind",
             "candidate-compression",
             "--memory-ids",
@@ -632,6 +640,8 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
             "llm",
             "--operator-attestation",
             write_env(&env).to_str().unwrap(),
+            "--trusted-operator-keys",
+            keys.to_str().unwrap(),
             "--no-publish",
         ])
         .await;
@@ -660,7 +670,10 @@ async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPo
         ids.push(id);
     }
     let fixture_path = temp_json(&fixture(entries));
+    let keys = trusted_keys_file(h.scratch());
     let args = [
+        "--trusted-operator-keys",
+        keys.to_str().unwrap(),
         "--attestation-dir",
         dir.path().to_str().unwrap(),
         "--summary-backend",

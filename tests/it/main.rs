@@ -15,9 +15,14 @@
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
 //!   its query-string parsing.
+//! * [`trust`]: attestation trust fails closed, weak keys, re-verifiable audit records.
+//! * [`clock`]: the database's clock: a worker an hour ahead (libfaketime) steals no lease.
+//! * [`claims`]: a lost claim stops its LLM call; one reconciler pass at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod budgets;
+mod claims;
+mod clock;
 mod dashboard;
 mod dashboard_query;
 mod llm;
@@ -26,4 +31,5 @@ mod parsers;
 mod runner;
 mod security;
 mod testkit;
+mod trust;
 mod worker;

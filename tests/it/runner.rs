@@ -2,6 +2,7 @@
 //! own database from `#[sqlx::test]`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use decay_worker::decay::compress::{MemorySource, summarize_memories};
 use decay_worker::decay::effect::Summary;
@@ -9,11 +10,14 @@ use decay_worker::decay::{Failure, Invariant, JobKind, JobStateKind, SummaryMeth
 use decay_worker::ids::{DecayJobId, MemoryId};
 use decay_worker::llm::NoopBackend;
 use decay_worker::runner::RunOutcome;
-use decay_worker::store::{CancelOutcome, SettleEffect, SettleGuard, SettleOutcome, Store};
+use decay_worker::store::{CancelOutcome, SettleEffect, SettleGuard, SettleOutcome};
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::testkit::*;
+
+/// The lease of the claims these tests take by hand (the runner's is `runner_cfg()`'s, 30 s).
+const LEASE: Duration = Duration::from_secs(30);
 
 /// A `failed` settle with this reason.
 fn failed(reason: &str) -> SettleEffect {
@@ -32,7 +36,7 @@ async fn raw_row(pool: &PgPool, id: &DecayJobId) -> (String, String) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn candidate_compression_completes_with_summary_and_edges(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let a = memory(&store, "alpha", 0.9, "user").await;
     let b = memory(&store, "beta", 0.6, "candidate").await;
     let c = memory(&store, "gamma", 0.8, "agent").await;
@@ -45,7 +49,7 @@ async fn candidate_compression_completes_with_summary_and_edges(pool: PgPool) {
     )
     .await;
 
-    let out = runner(&store).run_specific_job(&id, t0()).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     let RunOutcome::Completed {
         result_memory_id: Some(mem),
     } = out
@@ -61,7 +65,7 @@ async fn candidate_compression_completes_with_summary_and_edges(pool: PgPool) {
     assert_eq!(
         row.updated_at,
         t0(),
-        "one clock: the settle uses the run's now"
+        "one clock: the settle uses the store's clock"
     );
     assert_eq!(row.attempts, 1);
     assert!(row.state_reason.is_none() && row.failure_code.is_none());
@@ -92,7 +96,7 @@ async fn candidate_compression_completes_with_summary_and_edges(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn episode_compression_completes(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let e1 = episode(&store, "met the team", 0.9).await;
     let e2 = episode(&store, "shipped it", 0.4).await;
     let id = job_at(
@@ -103,7 +107,7 @@ async fn episode_compression_completes(pool: PgPool) {
         t0(),
     )
     .await;
-    let out = runner(&store).run_specific_job(&id, t0()).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     let RunOutcome::Completed {
         result_memory_id: Some(mem),
     } = out
@@ -123,15 +127,16 @@ async fn episode_compression_completes(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn terminal_job_is_a_noop_and_row_is_untouched(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     let r = runner(&store);
     assert!(matches!(
-        r.run_specific_job(&id, t0()).await.unwrap(),
+        r.run_specific_job(&id).await.unwrap(),
         RunOutcome::Completed { .. }
     ));
     let before = raw_row(&pool, &id).await;
-    let out = r.run_specific_job(&id, t0() + secs(60)).await.unwrap();
+    clock.set(t0() + secs(60));
+    let out = r.run_specific_job(&id).await.unwrap();
     assert_eq!(
         out,
         RunOutcome::AlreadyTerminal {
@@ -144,19 +149,17 @@ async fn terminal_job_is_a_noop_and_row_is_untouched(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn live_claim_is_refused_with_its_lease(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     let claimed = store
-        .claim_job(&id, t0(), t0() + secs(30), "other/1", 3)
+        .claim_job(&id, LEASE, "other/1", 3)
         .await
         .unwrap()
         .unwrap();
     assert!(!claimed.recovered);
     let before = raw_row(&pool, &id).await;
-    let out = runner(&store)
-        .run_specific_job(&id, t0() + secs(5))
-        .await
-        .unwrap();
+    clock.set(t0() + secs(5));
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     assert_eq!(
         out,
         RunOutcome::InProgress {
@@ -173,9 +176,9 @@ async fn live_claim_is_refused_with_its_lease(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn unknown_job_is_not_found(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let id = DecayJobId::new();
-    let out = runner(&store).run_specific_job(&id, t0()).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     assert_eq!(out, RunOutcome::NotFound);
     assert_eq!(
         out.refusal(&id).unwrap(),
@@ -185,7 +188,7 @@ async fn unknown_job_is_not_found(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn missing_source_fails_with_invariant_and_writes_nothing(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let present = memory(&store, "here", 0.5, "user").await;
     let absent = MemoryId::new();
     let id = job_at(
@@ -196,7 +199,7 @@ async fn missing_source_fails_with_invariant_and_writes_nothing(pool: PgPool) {
         t0(),
     )
     .await;
-    let out = runner(&store).run_specific_job(&id, t0()).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     let reason =
         format!("validation failed: decay.compress.source_missing: memory {absent} not found");
     assert_eq!(
@@ -219,30 +222,27 @@ async fn missing_source_fails_with_invariant_and_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn future_job_is_not_run_early(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0() + secs(10)).await;
     let r = runner(&store);
-    assert!(r.run_next_pending_job(t0()).await.unwrap().is_none());
+    assert!(r.run_next_pending_job().await.unwrap().is_none());
     assert_eq!(
-        r.run_specific_job(&id, t0()).await.unwrap(),
+        r.run_specific_job(&id).await.unwrap(),
         RunOutcome::NotDue {
             scheduled_for: t0() + secs(10)
         }
     );
     assert_eq!(store.read_job(&id).await.unwrap().unwrap().state, "pending");
     // The boundary is inclusive.
-    let (ran, out) = r
-        .run_next_pending_job(t0() + secs(10))
-        .await
-        .unwrap()
-        .unwrap();
+    clock.set(t0() + secs(10));
+    let (ran, out) = r.run_next_pending_job().await.unwrap().unwrap();
     assert_eq!(ran, id);
     assert!(matches!(out, RunOutcome::Completed { .. }));
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn next_pending_takes_scheduled_for_then_id(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let late = candidate_job(&store, t0() - secs(5)).await;
     let early_a = candidate_job(&store, t0() - secs(10)).await;
     let early_b = candidate_job(&store, t0() - secs(10)).await;
@@ -253,7 +253,7 @@ async fn next_pending_takes_scheduled_for_then_id(pool: PgPool) {
     };
     let r = runner(&store);
     let mut order = Vec::new();
-    while let Some((id, out)) = r.run_next_pending_job(t0()).await.unwrap() {
+    while let Some((id, out)) = r.run_next_pending_job().await.unwrap() {
         assert!(matches!(out, RunOutcome::Completed { .. }));
         order.push(id);
     }
@@ -262,13 +262,13 @@ async fn next_pending_takes_scheduled_for_then_id(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn sixteen_concurrent_runs_claim_once(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let r = runner(&store);
         tasks.push(tokio::spawn(async move {
-            r.run_specific_job(&id, t0()).await.unwrap()
+            r.run_specific_job(&id).await.unwrap()
         }));
     }
     let mut completed = 0;
@@ -288,20 +288,22 @@ async fn sixteen_concurrent_runs_claim_once(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn expired_claim_is_recovered_exactly_once(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     // A runner claims and dies without settling.
     store
-        .claim_job(&id, t0(), t0() + secs(30), "dead/1", 3)
+        .claim_job(&id, LEASE, "dead/1", 3)
         .await
         .unwrap()
         .unwrap();
     let r = runner(&store);
+    clock.set(t0() + secs(29));
     assert!(matches!(
-        r.run_specific_job(&id, t0() + secs(29)).await.unwrap(),
+        r.run_specific_job(&id).await.unwrap(),
         RunOutcome::InProgress { .. }
     ));
-    let out = r.run_specific_job(&id, t0() + secs(31)).await.unwrap();
+    clock.set(t0() + secs(31));
+    let out = r.run_specific_job(&id).await.unwrap();
     assert!(
         matches!(
             out,
@@ -319,21 +321,22 @@ async fn expired_claim_is_recovered_exactly_once(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn attempts_exhausted_after_max_expired_claims(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     // max_attempts = 3 in runner_cfg(): three claims that each die.
     let mut now = t0();
     for _ in 0..3 {
         assert!(
             store
-                .claim_job(&id, now, now + secs(30), "dead/1", 3)
+                .claim_job(&id, LEASE, "dead/1", 3)
                 .await
                 .unwrap()
                 .is_some()
         );
         now += secs(31);
+        clock.set(now);
     }
-    let out = runner(&store).run_specific_job(&id, now).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     let RunOutcome::Failed { code, reason } = out else {
         panic!("{out:?}")
     };
@@ -350,7 +353,7 @@ async fn attempts_exhausted_after_max_expired_claims(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn settle_with_superseded_token_writes_nothing(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     let m = memory(&store, "x", 0.5, "user").await;
     let id = job_at(
         &store,
@@ -361,12 +364,13 @@ async fn settle_with_superseded_token_writes_nothing(pool: PgPool) {
     )
     .await;
     let old = store
-        .claim_job(&id, t0(), t0() + secs(30), "slow/1", 3)
+        .claim_job(&id, LEASE, "slow/1", 3)
         .await
         .unwrap()
         .unwrap();
+    clock.set(t0() + secs(31));
     let new = store
-        .claim_job(&id, t0() + secs(31), t0() + secs(61), "fast/1", 3)
+        .claim_job(&id, LEASE, "fast/1", 3)
         .await
         .unwrap()
         .unwrap();
@@ -388,36 +392,23 @@ async fn settle_with_superseded_token_writes_nothing(pool: PgPool) {
         memory_id,
         summary: Box::new(Summary::of_memories(&[source], draft, None)),
     };
+    clock.set(t0() + secs(40));
     let out = store
-        .settle(
-            &id,
-            SettleGuard::Claim(old.token),
-            &summary,
-            t0() + secs(40),
-        )
+        .settle(&id, SettleGuard::Claim(old.token), &summary)
         .await
         .unwrap();
     assert_eq!(out, SettleOutcome::ClaimLost);
     assert!(read_memory(&pool, &memory_id).await.is_none());
     assert_eq!(count_edges(&pool, &id).await, 0);
     let lost = store
-        .settle(
-            &id,
-            SettleGuard::Claim(old.token),
-            &failed("y"),
-            t0() + secs(40),
-        )
+        .settle(&id, SettleGuard::Claim(old.token), &failed("y"))
         .await
         .unwrap();
     assert_eq!(lost, SettleOutcome::ClaimLost);
     // The current holder still settles.
+    clock.set(t0() + secs(41));
     let out = store
-        .settle(
-            &id,
-            SettleGuard::Claim(new.token),
-            &summary,
-            t0() + secs(41),
-        )
+        .settle(&id, SettleGuard::Claim(new.token), &summary)
         .await
         .unwrap();
     assert_eq!(out, SettleOutcome::Settled);
@@ -430,13 +421,10 @@ async fn settle_with_superseded_token_writes_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn cancel_stores_reason_and_beats_a_running_settle(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let pending = candidate_job(&store, t0()).await;
     assert_eq!(
-        store
-            .cancel_job(&pending, "not needed", t0())
-            .await
-            .unwrap(),
+        store.cancel_job(&pending, "not needed").await.unwrap(),
         CancelOutcome::Cancelled {
             from: JobStateKind::Pending
         }
@@ -444,42 +432,31 @@ async fn cancel_stores_reason_and_beats_a_running_settle(pool: PgPool) {
     let row = store.read_job(&pending).await.unwrap().unwrap();
     assert_eq!(row.cancel_reason.as_deref(), Some("not needed"));
     assert_eq!(
-        store.cancel_job(&pending, "again", t0()).await.unwrap(),
+        store.cancel_job(&pending, "again").await.unwrap(),
         CancelOutcome::Terminal {
             state: JobStateKind::Cancelled
         }
     );
     assert_eq!(
-        store
-            .cancel_job(&DecayJobId::new(), "x", t0())
-            .await
-            .unwrap(),
+        store.cancel_job(&DecayJobId::new(), "x").await.unwrap(),
         CancelOutcome::NotFound
     );
     // Cancel while a runner holds the claim: its settle then writes nothing.
     let running = candidate_job(&store, t0()).await;
     let claim = store
-        .claim_job(&running, t0(), t0() + secs(30), "r/1", 3)
+        .claim_job(&running, LEASE, "r/1", 3)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        store
-            .cancel_job(&running, "operator stop", t0() + secs(1))
-            .await
-            .unwrap(),
+        store.cancel_job(&running, "operator stop").await.unwrap(),
         CancelOutcome::Cancelled {
             from: JobStateKind::InProgress
         }
     );
     assert_eq!(
         store
-            .settle(
-                &running,
-                SettleGuard::Claim(claim.token),
-                &failed("r"),
-                t0() + secs(2)
-            )
+            .settle(&running, SettleGuard::Claim(claim.token), &failed("r"))
             .await
             .unwrap(),
         SettleOutcome::ClaimLost
@@ -490,10 +467,7 @@ async fn cancel_stores_reason_and_beats_a_running_settle(pool: PgPool) {
     );
     // And a cancelled job is a no-op for the runner.
     assert_eq!(
-        runner(&store)
-            .run_specific_job(&running, t0() + secs(60))
-            .await
-            .unwrap(),
+        runner(&store).run_specific_job(&running).await.unwrap(),
         RunOutcome::AlreadyTerminal {
             state: JobStateKind::Cancelled
         }
@@ -502,7 +476,7 @@ async fn cancel_stores_reason_and_beats_a_running_settle(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn principle_review_completes_without_memory_or_fails_when_missing(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let p = principle(&store).await;
     let id = job_at(
         &store,
@@ -513,7 +487,7 @@ async fn principle_review_completes_without_memory_or_fails_when_missing(pool: P
     )
     .await;
     assert_eq!(
-        runner(&store).run_specific_job(&id, t0()).await.unwrap(),
+        runner(&store).run_specific_job(&id).await.unwrap(),
         RunOutcome::Completed {
             result_memory_id: None
         }
@@ -527,7 +501,7 @@ async fn principle_review_completes_without_memory_or_fails_when_missing(pool: P
         t0(),
     )
     .await;
-    let out = runner(&store).run_specific_job(&id, t0()).await.unwrap();
+    let out = runner(&store).run_specific_job(&id).await.unwrap();
     assert!(
         matches!(&out, RunOutcome::Failed { code, .. } if code.as_str() == "decay.compress.source_missing"),
         "{out:?}"
@@ -536,7 +510,7 @@ async fn principle_review_completes_without_memory_or_fails_when_missing(pool: P
 
 #[sqlx::test(migrations = "./migrations")]
 async fn llm_job_without_attestation_fails_closed(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let m = memory(&store, "x", 0.5, "user").await;
     let id = job_at(
         &store,
@@ -547,7 +521,7 @@ async fn llm_job_without_attestation_fails_closed(pool: PgPool) {
     )
     .await;
     let r = runner_with(&store, runner_cfg(), Arc::new(NoopBackend));
-    let out = r.run_specific_job(&id, t0()).await.unwrap();
+    let out = r.run_specific_job(&id).await.unwrap();
     let RunOutcome::Failed { code, reason } = out else {
         panic!("{out:?}")
     };
@@ -561,7 +535,7 @@ async fn llm_job_without_attestation_fails_closed(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn malformed_row_is_failed_not_left_blocking(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, clock) = frozen_store(&pool);
     // A row written around the store's validation (e.g. by an old producer).
     let id = DecayJobId::new();
     sqlx::query(
@@ -577,11 +551,8 @@ async fn malformed_row_is_failed_not_left_blocking(pool: PgPool) {
     .unwrap();
     let behind = candidate_job(&store, t0() + secs(1)).await;
     let r = runner(&store);
-    let (first, out) = r
-        .run_next_pending_job(t0() + secs(2))
-        .await
-        .unwrap()
-        .unwrap();
+    clock.set(t0() + secs(2));
+    let (first, out) = r.run_next_pending_job().await.unwrap().unwrap();
     assert_eq!(first, id);
     let RunOutcome::Failed { code, reason } = out else {
         panic!("{out:?}")
@@ -592,27 +563,23 @@ async fn malformed_row_is_failed_not_left_blocking(pool: PgPool) {
         "{reason}"
     );
     // The queue head is no longer blocked.
-    let (second, out) = r
-        .run_next_pending_job(t0() + secs(2))
-        .await
-        .unwrap()
-        .unwrap();
+    let (second, out) = r.run_next_pending_job().await.unwrap().unwrap();
     assert_eq!(second, behind);
     assert!(matches!(out, RunOutcome::Completed { .. }));
 }
 
 #[sqlx::test(migrations = "./migrations")]
 async fn heartbeat_extends_only_a_held_claim(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let id = candidate_job(&store, t0()).await;
     let c = store
-        .claim_job(&id, t0(), t0() + secs(30), "r/1", 3)
+        .claim_job(&id, LEASE, "r/1", 3)
         .await
         .unwrap()
         .unwrap();
     assert!(
         store
-            .heartbeat(&id, c.token, t0() + secs(90))
+            .heartbeat(&id, c.token, Duration::from_secs(90))
             .await
             .unwrap()
     );
@@ -622,7 +589,7 @@ async fn heartbeat_extends_only_a_held_claim(pool: PgPool) {
     );
     assert!(
         !store
-            .heartbeat(&id, uuid::Uuid::new_v4(), t0() + secs(900))
+            .heartbeat(&id, uuid::Uuid::new_v4(), Duration::from_secs(900))
             .await
             .unwrap()
     );
@@ -630,7 +597,7 @@ async fn heartbeat_extends_only_a_held_claim(pool: PgPool) {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn insert_rejects_what_the_runner_could_not_convert(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
+    let (store, _clock) = frozen_store(&pool);
     let m = memory(&store, "x", 0.5, "user").await.to_string();
     let mut job = decay_worker::store::NewJob::new(
         JobKind::CandidateCompression,

@@ -1,4 +1,5 @@
 use super::*;
+use ed25519_dalek::Verifier;
 
 const JOB: &str = "dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV";
 const OTHER_JOB: &str = "dcy_01ARZ3NDEKTSV4RRFFQ69G5FAW";
@@ -39,12 +40,22 @@ fn resign(mut env: AttestationEnvelope) -> AttestationEnvelope {
     env
 }
 
+/// The demo opt-out: no trusted-keys list, the envelope's own key believed. The reference's
+/// checks and our digest and time checks are tested under it; the trust anchor has its own
+/// tests.
+fn open_policy() -> TrustPolicy {
+    TrustPolicy {
+        allow_untrusted_keys: true,
+        ..TrustPolicy::default()
+    }
+}
+
 fn detail(env: &AttestationEnvelope, policy: &TrustPolicy) -> String {
     verify(env, &job(), policy, now()).unwrap_err().to_string()
 }
 
 fn default_detail(env: &AttestationEnvelope) -> String {
-    detail(env, &TrustPolicy::default())
+    detail(env, &open_policy())
 }
 
 /// Bytes that are 32 long but not a valid compressed Edwards point.
@@ -126,7 +137,7 @@ fn canonical_bytes_ignore_key_and_signature_and_apply_no_normalisation() {
 #[test]
 fn good_envelope_verifies_and_reports_audit_fields() {
     let env = good_envelope();
-    let verified = verify(&env, &job(), &TrustPolicy::default(), now()).unwrap();
+    let verified = verify(&env, &job(), &open_policy(), now()).unwrap();
     assert_eq!(
         verified,
         VerifiedAttestation {
@@ -325,7 +336,7 @@ fn reference_checks_run_before_added_checks() {
     env.model_name = "tampered".into();
     let policy = TrustPolicy {
         trusted_keys: Some(trusted(&[("k1", &[9u8; 32])])),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     assert_eq!(
         detail(&env, &policy),
@@ -345,7 +356,7 @@ fn trusted(keys: &[(&str, &[u8; 32])]) -> TrustedKeys {
 fn trusted_keys_accept_listed_key() {
     let policy = TrustPolicy {
         trusted_keys: Some(trusted(&[("k0", &[1u8; 32]), ("k1", &SEED)])),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     assert!(verify(&good_envelope(), &job(), &policy, now()).is_ok());
 }
@@ -354,7 +365,7 @@ fn trusted_keys_accept_listed_key() {
 fn trusted_keys_reject_unlisted_key_id() {
     let policy = TrustPolicy {
         trusted_keys: Some(trusted(&[("k0", &SEED)])),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     assert_eq!(
         detail(&good_envelope(), &policy),
@@ -366,10 +377,10 @@ fn trusted_keys_reject_unlisted_key_id() {
 fn trusted_keys_reject_other_key_under_listed_id() {
     // Anyone can mint a valid envelope with their own key; the allowlist stops it.
     let minted = sign_envelope(&[5u8; 32], "k1", SIGNED_AT, &job(), "m@1", &digest());
-    assert!(verify(&minted, &job(), &TrustPolicy::default(), now()).is_ok());
+    assert!(verify(&minted, &job(), &open_policy(), now()).is_ok());
     let policy = TrustPolicy {
         trusted_keys: Some(trusted(&[("k1", &SEED)])),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     assert_eq!(
         detail(&minted, &policy),
@@ -382,7 +393,7 @@ fn trusted_key_check_precedes_digest_and_time_checks() {
     let env = sign_envelope(&[5u8; 32], "k9", "garbage", &job(), "m@1", "blake3:");
     let policy = TrustPolicy {
         trusted_keys: Some(trusted(&[("k1", &SEED)])),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     assert_eq!(
         detail(&env, &policy),
@@ -447,7 +458,7 @@ fn signed_at_must_be_rfc3339() {
         "m@1",
         &digest(),
     );
-    assert!(verify(&env, &job(), &TrustPolicy::default(), now()).is_ok());
+    assert!(verify(&env, &job(), &open_policy(), now()).is_ok());
 }
 
 #[test]
@@ -461,7 +472,7 @@ fn signed_at_future_skew() {
         "m@1",
         &digest(),
     );
-    assert!(verify(&at_limit, &job(), &TrustPolicy::default(), now()).is_ok());
+    assert!(verify(&at_limit, &job(), &open_policy(), now()).is_ok());
     let ahead = sign_envelope(
         &SEED,
         "k1",
@@ -476,7 +487,7 @@ fn signed_at_future_skew() {
     );
     let policy = TrustPolicy {
         max_future_skew: Duration::zero(),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     let slightly = sign_envelope(
         &SEED,
@@ -503,11 +514,11 @@ fn signed_at_max_age() {
         "m@1",
         &digest(),
     );
-    assert!(verify(&old, &job(), &TrustPolicy::default(), now()).is_ok());
+    assert!(verify(&old, &job(), &open_policy(), now()).is_ok());
 
     let policy = TrustPolicy {
         max_age: Some(Duration::minutes(30)),
-        ..TrustPolicy::default()
+        ..open_policy()
     };
     // SIGNED_AT is exactly 30 minutes before now(): accepted at the boundary.
     assert!(verify(&good_envelope(), &job(), &policy, now()).is_ok());
@@ -529,6 +540,7 @@ fn signed_at_max_age() {
 fn default_policy() {
     let policy = TrustPolicy::default();
     assert!(policy.trusted_keys.is_none());
+    assert!(!policy.allow_untrusted_keys);
     assert!(policy.max_age.is_none());
     assert_eq!(policy.max_future_skew, Duration::minutes(5));
 }
@@ -703,4 +715,111 @@ fn prompt_template_digest_is_blake3_hex() {
     );
     assert!(is_full_prompt_template_digest(&d));
     assert!(!is_full_prompt_template_digest(&d[..70]));
+}
+
+/// The identity point `01 00…00`, and the other small-order points (orders 2, 4 and 8).
+const WEAK_KEYS: [&str; 6] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+];
+
+/// An envelope under the identity key with the signature `01 00…00` (R = identity, s = 0):
+/// lax Ed25519 verification accepts it for any message.
+fn identity_forgery(key_id: &str) -> AttestationEnvelope {
+    let mut env = good_envelope();
+    env.operator_key_id = key_id.to_owned();
+    env.operator_verifying_key_hex = WEAK_KEYS[0].to_owned();
+    env.signature_hex = format!("01{}", "00".repeat(63));
+    env
+}
+
+#[test]
+fn identity_key_forgery_verifies_laxly_but_is_refused() {
+    let env = identity_forgery("k1");
+    // The forgery is real under the reference's lax verification...
+    let key =
+        VerifyingKey::from_bytes(&decode_lower_hex(WEAK_KEYS[0]).unwrap().try_into().unwrap())
+            .unwrap();
+    let sig: [u8; 64] = decode_lower_hex(&env.signature_hex)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert!(
+        key.verify(&canonical_bytes(&env), &Signature::from_bytes(&sig))
+            .is_ok()
+    );
+    // ...and refused here, even with the opt-out on.
+    assert_eq!(
+        detail(&env, &open_policy()),
+        "operator_verifying_key_hex is a weak (small-order) Ed25519 key"
+    );
+}
+
+#[test]
+fn weak_keys_are_refused_in_envelopes_and_in_the_trusted_list() {
+    for weak in WEAK_KEYS {
+        let mut env = identity_forgery("k1");
+        env.operator_verifying_key_hex = weak.to_owned();
+        assert_eq!(
+            detail(&env, &open_policy()),
+            "operator_verifying_key_hex is a weak (small-order) Ed25519 key",
+            "{weak}"
+        );
+        let text = format!(r#"{{"keys":[{{"key_id":"k1","verifying_key_hex":"{weak}"}}]}}"#);
+        let err = TrustedKeys::parse(&text, "weak.json").unwrap_err();
+        assert_eq!(
+            err,
+            "trusted operator keys file `weak.json`: key 0 (`k1`): verifying_key_hex is a weak (small-order) Ed25519 key",
+            "{weak}"
+        );
+    }
+}
+
+#[test]
+fn spec_vector_verifies_strictly() {
+    let key = VerifyingKey::from_bytes(
+        &decode_lower_hex(VECTOR_KEY_HEX)
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let sig: [u8; 64] = decode_lower_hex(VECTOR_SIG_HEX)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert!(!key.is_weak());
+    assert!(
+        key.verify_strict(
+            &canonical_bytes(&vector_envelope()),
+            &Signature::from_bytes(&sig)
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn no_trusted_keys_fails_closed() {
+    // A freshly minted key, as an attacker would: refused by default, with no list configured.
+    let minted = sign_envelope(&[5u8; 32], "attacker", SIGNED_AT, &job(), "m@1", &digest());
+    assert_eq!(
+        detail(&minted, &TrustPolicy::default()),
+        "no trusted operator keys are configured (--trusted-operator-keys); refusing to trust the envelope's own key"
+    );
+    // The explicit opt-out restores the reference's behaviour.
+    assert!(verify(&minted, &job(), &open_policy(), now()).is_ok());
+    // A configured list ignores the opt-out.
+    let policy = TrustPolicy {
+        trusted_keys: Some(trusted(&[("k1", &SEED)])),
+        allow_untrusted_keys: true,
+        ..TrustPolicy::default()
+    };
+    assert_eq!(
+        detail(&minted, &policy),
+        "operator_key_id `attacker` is not a trusted operator key"
+    );
 }

@@ -302,7 +302,7 @@ pub(super) async fn cancel(
         )));
     }
     let back = (format!("/jobs/{id}"), "Back to the job");
-    match d.inner.store.cancel_job(&id, reason, Utc::now()).await? {
+    match d.inner.store.cancel_job(&id, reason).await? {
         CancelOutcome::Cancelled { from } => {
             tracing::info!(target: TARGET, action = "cancel_job", %peer, job_id = %id, %from, %reason, "dashboard action: job cancelled");
             d.done(
@@ -349,7 +349,7 @@ pub(super) async fn publish(
             .await
             .map_err(|e| PageError::Broker(describe(&e)))?;
     }
-    d.inner.store.mark_published(&[id], Utc::now()).await?;
+    d.inner.store.mark_published(&[id]).await?;
     tracing::info!(target: TARGET, action = "publish_job", %peer, job_id = %id, "dashboard action: job published again");
     d.done(
         &headers,

@@ -1,14 +1,17 @@
 //! Reading and managing jobs outside a run: reads and lists, cancel, the redelivery count of
-//! crash-loop detection, the reconciler's queries, and the counts of `jobs stats`.
+//! crash-loop detection, the publish mark the reconciler reads, and the counts of `jobs stats`.
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::{
     READY_ORDER, Sql, push_lease_expired, push_pending_due, push_unlocked, select_jobs_where,
 };
+
+use crate::decay::attestation::AttestationAudit;
 use crate::decay::{JobRecord, JobStateKind};
 use crate::ids::DecayJobId;
-use crate::store::{Store, StoreError};
+use crate::store::{Clock, Store, StoreError};
 
 /// How a cancel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,9 @@ pub struct JobStats {
     pub failures_by_code: Vec<(String, i64)>,
     pub oldest_pending_scheduled_for: Option<DateTime<Utc>>,
     pub expired_leases: i64,
+    /// The database's clock when the counts were taken (ages are measured from it).
+    #[serde(skip)]
+    pub now: DateTime<Utc>,
 }
 
 /// A state column's wire token as the typed state; the table's `CHECK` keeps it in the
@@ -44,15 +50,37 @@ impl Store {
         Ok(q.build_query_as().fetch_optional(&self.pool).await?)
     }
 
-    /// Up to `limit` ready pending jobs (`scheduled_for <= now`, inclusive), in pick-up
-    /// order. Served by a partial index, so terminal rows cost nothing.
-    pub async fn list_pending_ready(
+    /// The attestation audit record of a job (migration 0005); `None` when the job is absent.
+    pub async fn read_attestation(
         &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+        id: &DecayJobId,
+    ) -> Result<Option<AttestationAudit>, StoreError> {
+        let mut q = Sql::new(
+            "SELECT attestation_key_id, attestation_verifying_key_hex, attestation_signature_hex, \
+             attestation_signed_at, attestation_model_name, attestation_prompt_template_blake3 \
+             FROM decay_jobs WHERE id = ",
+        );
+        q.push_bind(id.to_string());
+        let row = q.build().fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(AttestationAudit {
+                key_id: r.try_get("attestation_key_id")?,
+                verifying_key_hex: r.try_get("attestation_verifying_key_hex")?,
+                signature_hex: r.try_get("attestation_signature_hex")?,
+                signed_at: r.try_get("attestation_signed_at")?,
+                model_name: r.try_get("attestation_model_name")?,
+                prompt_template_blake3: r.try_get("attestation_prompt_template_blake3")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Up to `limit` ready pending jobs (`scheduled_for <= now()`, inclusive), in pick-up
+    /// order. Served by a partial index, so terminal rows cost nothing.
+    pub async fn list_pending_ready(&self, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
         let mut q = select_jobs_where();
-        push_pending_due(&mut q, now);
+        push_pending_due(&mut q, &self.clock);
         q.push(READY_ORDER).push(" LIMIT ").push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
@@ -78,22 +106,19 @@ impl Store {
         &self,
         id: &DecayJobId,
         reason: &str,
-        now: DateTime<Utc>,
     ) -> Result<CancelOutcome, StoreError> {
-        let from: Option<String> = sqlx::query_scalar(
-            "WITH prev AS (SELECT id, state FROM decay_jobs WHERE id = $1 FOR UPDATE)
-             UPDATE decay_jobs j
-                SET state = 'cancelled', cancel_reason = $2, updated_at = $3,
-                    lease_expires_at = NULL
-               FROM prev
-              WHERE j.id = prev.id AND prev.state IN ('pending', 'in_progress')
-          RETURNING prev.state",
-        )
-        .bind(id.to_string())
-        .bind(reason)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let mut q = Sql::new("WITH prev AS (SELECT id, state FROM decay_jobs WHERE id = ");
+        q.push_bind(id.to_string())
+            .push(" FOR UPDATE) UPDATE decay_jobs j SET state = 'cancelled', cancel_reason = ")
+            .push_bind(reason)
+            .push(", updated_at = ");
+        self.clock.push_now(&mut q);
+        q.push(
+            ", lease_expires_at = NULL FROM prev \
+             WHERE j.id = prev.id AND prev.state IN ('pending', 'in_progress') \
+             RETURNING prev.state",
+        );
+        let from: Option<String> = q.build_query_scalar().fetch_optional(&self.pool).await?;
         if let Some(from) = from {
             return Ok(CancelOutcome::Cancelled {
                 from: state_of(&from)?,
@@ -108,20 +133,12 @@ impl Store {
     }
 
     /// Record that a message for these jobs was published (the reconciler's clock).
-    pub async fn mark_published(
-        &self,
-        ids: &[DecayJobId],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        // A row being settled right now is skipped rather than waited for: it is about to be
-        // terminal, and last_published_at is only the reconciler's hint.
+    pub async fn mark_published(&self, ids: &[DecayJobId]) -> Result<(), StoreError> {
         let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let mut q = Sql::new("UPDATE decay_jobs SET last_published_at = ");
-        q.push_bind(now).push(" WHERE id IN ");
-        push_unlocked(&mut q, |q| {
-            q.push("id = ANY(").push_bind(keys).push(")");
-        });
-        q.build().execute(&self.pool).await?;
+        mark_published_sql(&self.clock, keys)
+            .build()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -140,36 +157,8 @@ impl Store {
         Ok(q.build_query_scalar().fetch_optional(&self.pool).await?)
     }
 
-    /// Jobs whose message may be lost: `pending` and due with no publish since
-    /// `published_before`, and `in_progress` whose lease expired by `now`. Oldest first.
-    pub async fn list_stranded(
-        &self,
-        now: DateTime<Utc>,
-        published_before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<DecayJobId>, StoreError> {
-        let mut q = Sql::new("(SELECT id FROM decay_jobs WHERE ");
-        push_pending_due(&mut q, now);
-        q.push(" AND coalesce(last_published_at, created_at) < ")
-            .push_bind(published_before)
-            .push(READY_ORDER)
-            .push(" LIMIT ")
-            .push_bind(limit)
-            .push(") UNION ALL (SELECT id FROM decay_jobs WHERE ");
-        push_lease_expired(&mut q, now);
-        q.push(" AND (last_published_at IS NULL OR last_published_at < ")
-            .push_bind(published_before)
-            .push(") ORDER BY lease_expires_at LIMIT ")
-            .push_bind(limit)
-            .push(")");
-        let ids: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await?;
-        ids.iter()
-            .map(|id| DecayJobId::parse(id).map_err(|e| StoreError::Validation(e.to_string())))
-            .collect()
-    }
-
     /// Counts by state and kind, failures by code, the oldest pending job.
-    pub async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError> {
+    pub async fn job_stats(&self) -> Result<JobStats, StoreError> {
         let by_state_kind: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT state, kind, count(*) FROM decay_jobs GROUP BY state, kind ORDER BY state, kind",
         )
@@ -185,14 +174,31 @@ impl Store {
             sqlx::query_scalar("SELECT min(scheduled_for) FROM decay_jobs WHERE state = 'pending'")
                 .fetch_one(&self.pool)
                 .await?;
-        let mut q = Sql::new("SELECT count(*) FROM decay_jobs WHERE ");
-        push_lease_expired(&mut q, now);
-        let expired_leases: i64 = q.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = Sql::new("SELECT count(*), ");
+        self.clock.push_now(&mut q);
+        q.push(" FROM decay_jobs WHERE ");
+        push_lease_expired(&mut q, &self.clock);
+        let (expired_leases, now): (i64, DateTime<Utc>) =
+            q.build_query_as().fetch_one(&self.pool).await?;
         Ok(JobStats {
+            now,
             by_state_kind,
             failures_by_code,
             oldest_pending_scheduled_for,
             expired_leases,
         })
     }
+}
+
+/// `UPDATE decay_jobs SET last_published_at = now() WHERE id IN (<ids, unlocked>)`. A row
+/// being settled right now is skipped rather than waited for: it is about to be terminal, and
+/// `last_published_at` is only the reconciler's hint.
+pub(super) fn mark_published_sql(clock: &Clock, keys: Vec<String>) -> Sql {
+    let mut q = Sql::new("UPDATE decay_jobs SET last_published_at = ");
+    clock.push_now(&mut q);
+    q.push(" WHERE id IN ");
+    push_unlocked(&mut q, |q| {
+        q.push("id = ANY(").push_bind(keys).push(")");
+    });
+    q
 }

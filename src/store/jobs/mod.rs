@@ -4,7 +4,8 @@
 //! * [`snapshot`]: a job with everything its run reads, in one round trip.
 //! * [`claim`]: the compare-and-set claim with lease and fencing token, and the heartbeat.
 //! * [`settle`]: the one guarded settle, for every path and every result.
-//! * [`admin`]: reads, lists, cancel, the reconciler's queries, stats.
+//! * [`admin`]: reads, lists, cancel, the publish mark, stats.
+//! * [`reconcile`]: the reconciler's pass, one replica at a time (an advisory lock).
 //!
 //! Each statement is written once. What several statements share (the columns of a job, which
 //! jobs are claimable now, which claims have expired, how a row is locked without waiting) is a
@@ -15,24 +16,26 @@
 mod admin;
 mod claim;
 mod new;
+mod reconcile;
 mod settle;
 mod snapshot;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Postgres, QueryBuilder, Row};
 
 use crate::decay::JobRecord;
 use crate::ids::DecayJobId;
+use crate::store::Clock;
 
 pub use admin::{CancelOutcome, JobStats};
 pub use claim::ClaimedJob;
 pub use new::NewJob;
+pub use reconcile::{RECONCILE_LOCK_KEY, ReconcilePass};
 pub use settle::{SettleEffect, SettleGuard, SettleOutcome};
 pub use snapshot::JobSnapshot;
 
 /// A statement under construction.
-type Sql = QueryBuilder<Postgres>;
+pub(super) type Sql = QueryBuilder<Postgres>;
 
 /// Every column of `decay_jobs`, in one place so each query returns the same row shape.
 const JOB_COLUMNS: &str = "id, kind, summary_method, source_ids_json, state, state_reason, \
@@ -50,16 +53,24 @@ fn select_jobs_where() -> Sql {
     q
 }
 
-/// `state = 'pending' AND scheduled_for <= $now`: a job a runner may claim now (inclusive).
-fn push_pending_due(q: &mut Sql, now: DateTime<Utc>) {
-    q.push("state = 'pending' AND scheduled_for <= ")
-        .push_bind(now);
+/// `state = 'pending' AND scheduled_for <= now()`: a job a runner may claim now (inclusive).
+fn push_pending_due(q: &mut Sql, clock: &Clock) {
+    q.push("state = 'pending' AND scheduled_for <= ");
+    clock.push_now(q);
 }
 
-/// `state = 'in_progress' AND lease_expires_at <= $now`: a claim nobody renewed in time.
-fn push_lease_expired(q: &mut Sql, now: DateTime<Utc>) {
-    q.push("state = 'in_progress' AND lease_expires_at <= ")
-        .push_bind(now);
+/// `state = 'in_progress' AND lease_expires_at <= now()`: a claim nobody renewed in time.
+fn push_lease_expired(q: &mut Sql, clock: &Clock) {
+    q.push("state = 'in_progress' AND lease_expires_at <= ");
+    clock.push_now(q);
+}
+
+/// `, now() AS db_now`: the instant a statement ran at, returned with its rows, so the
+/// runner's decisions (due? lease live? attestation fresh?) use the database's clock too.
+fn push_db_now_column(q: &mut Sql, clock: &Clock) {
+    q.push(", ");
+    clock.push_now(q);
+    q.push(" AS db_now");
 }
 
 /// `id = $id AND state = 'in_progress' AND claim_token = $token`: a claim still held.

@@ -19,7 +19,6 @@
 //! memory and edge inserts, which select `FROM job`: when the guard matches no row they insert
 //! nothing, so a runner whose claim was lost can never leave an orphan summary.
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Sql, push_claim_held, push_pending_due, push_unlocked};
@@ -33,7 +32,7 @@ use crate::store::{Store, StoreError};
 pub enum SettleGuard<'a> {
     /// A claim we hold: `in_progress` with this token.
     Claim(Uuid),
-    /// A claim whose lease has expired at the settle's `now`: `in_progress` with this token
+    /// A claim whose lease has expired by the database's clock: `in_progress` with this token
     /// and `lease_expires_at <= now`. Only a claim nobody is running can match.
     ExpiredClaim(Uuid),
     /// Claim and settle at once: `pending` and due. Records a fresh claim by `claimed_by`, so
@@ -94,16 +93,18 @@ const INSERT_SUMMARY: &str = ", mem AS (
     SELECT job.result_memory_id, 'summary', 'candidate', ";
 
 impl Store {
-    /// Settle a job under `guard` with `effect`, at `now`, in one statement.
+    /// Settle a job under `guard` with `effect`, in one statement. Its `updated_at` (and the
+    /// summary's and edges' timestamps, which copy it) is the database's clock.
     pub async fn settle(
         &self,
         id: &DecayJobId,
         guard: SettleGuard<'_>,
         effect: &SettleEffect,
-        now: DateTime<Utc>,
     ) -> Result<SettleOutcome, StoreError> {
+        let clock = &self.clock;
         let mut q = Sql::new("WITH job AS (UPDATE decay_jobs SET updated_at = ");
-        q.push_bind(now).push(", lease_expires_at = NULL");
+        clock.push_now(&mut q);
+        q.push(", lease_expires_at = NULL");
         match effect {
             SettleEffect::Summary { memory_id, summary } => {
                 let attestation = summary.attestation.as_ref();
@@ -112,7 +113,15 @@ impl Store {
                     .push(", attestation_key_id = ")
                     .push_bind(attestation.map(|a| a.operator_key_id.as_str()))
                     .push(", attestation_signature_hex = ")
-                    .push_bind(attestation.map(|a| a.signature_hex.as_str()));
+                    .push_bind(attestation.map(|a| a.signature_hex.as_str()))
+                    .push(", attestation_verifying_key_hex = ")
+                    .push_bind(attestation.map(|a| a.operator_verifying_key_hex.as_str()))
+                    .push(", attestation_signed_at = ")
+                    .push_bind(attestation.map(|a| a.signed_at.as_str()))
+                    .push(", attestation_model_name = ")
+                    .push_bind(attestation.map(|a| a.model_name.as_str()))
+                    .push(", attestation_prompt_template_blake3 = ")
+                    .push_bind(attestation.map(|a| a.prompt_template_blake3.as_str()));
             }
             SettleEffect::NoMemory => {
                 q.push(", state = 'completed'");
@@ -132,7 +141,8 @@ impl Store {
             SettleGuard::ExpiredClaim(token) => {
                 q.push(" WHERE ");
                 push_claim_held(&mut q, id, token);
-                q.push(" AND lease_expires_at <= ").push_bind(now);
+                q.push(" AND lease_expires_at <= ");
+                clock.push_now(&mut q);
             }
             SettleGuard::PendingDue { claimed_by } => {
                 q.push(", attempts = attempts + 1, claim_token = ")
@@ -142,7 +152,7 @@ impl Store {
                     .push(" WHERE id = ");
                 push_unlocked(&mut q, |q| {
                     q.push("id = ").push_bind(id.to_string()).push(" AND ");
-                    push_pending_due(q, now);
+                    push_pending_due(q, clock);
                 });
             }
         }

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::FromRow;
 
-use super::{JOB_COLUMNS, Sql};
+use chrono::{DateTime, Utc};
+
+use super::{JOB_COLUMNS, Sql, push_db_now_column};
 use crate::decay::JobRecord;
 use crate::decay::compress::{EpisodeSource, MemorySource};
 use crate::decay::effect::LoadedSources;
@@ -51,6 +53,7 @@ struct SnapshotRow {
     memory_sources: Option<Value>,
     episode_sources: Option<Value>,
     principle_exists: Option<bool>,
+    db_now: DateTime<Utc>,
 }
 
 /// A job row with what its run reads.
@@ -58,6 +61,9 @@ struct SnapshotRow {
 pub struct JobSnapshot {
     pub record: JobRecord,
     pub sources: LoadedSources,
+    /// The database's clock when the snapshot was read: what "due", "lease live" and an
+    /// attestation's freshness are judged against.
+    pub now: DateTime<Utc>,
 }
 
 impl Store {
@@ -68,7 +74,9 @@ impl Store {
         id: &DecayJobId,
     ) -> Result<Option<JobSnapshot>, StoreError> {
         let mut q = Sql::new("SELECT ");
-        q.push(JOB_COLUMNS).push(SOURCES).push_bind(id.to_string());
+        q.push(JOB_COLUMNS);
+        push_db_now_column(&mut q, &self.clock);
+        q.push(SOURCES).push_bind(id.to_string());
         let Some(raw) = q
             .build_query_as::<SnapshotRow>()
             .fetch_optional(&self.pool)
@@ -77,6 +85,7 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(JobSnapshot {
+            now: raw.db_now,
             record: raw.record,
             sources: LoadedSources {
                 memories: by_id(raw.memory_sources, |m: &MemorySource| m.id)?,

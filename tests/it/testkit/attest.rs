@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use decay_worker::decay::attestation::{
-    AttestationEnvelope, TrustedKeyEntry, TrustedKeysFile, sign_envelope, verifying_key_hex,
+    AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, TrustedKeysFile, sign_envelope,
+    verifying_key_hex,
 };
 use decay_worker::ids::DecayJobId;
 use serde::Serialize;
@@ -56,4 +57,19 @@ pub fn trusted_keys_file(dir: &Path) -> PathBuf {
     };
     std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
     path
+}
+
+/// The trust policy of an in-process runner: only the test operator's key is trusted (the
+/// default policy, with no list, refuses every envelope).
+pub fn trust_policy() -> TrustPolicy {
+    TrustPolicy {
+        trusted_keys: Some(
+            TrustedKeys::from_entries([TrustedKeyEntry {
+                key_id: KEY_ID.into(),
+                verifying_key_hex: verifying_key_hex(&SEED),
+            }])
+            .unwrap(),
+        ),
+        ..TrustPolicy::default()
+    }
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use decay_worker::decay::attestation::TrustPolicy;
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::{DecayJobId, EpisodeId, MemoryId, PrincipleId};
 use decay_worker::llm::{NoopBackend, SummaryBackend};
 use decay_worker::runner::{Runner, RunnerConfig};
-use decay_worker::store::{NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
+use decay_worker::store::{Clock, NewEpisode, NewJob, NewMemory, NewPrinciple, Store};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -25,6 +24,16 @@ pub mod openai;
 /// The frozen clock tests use (spec §4.7).
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 13, 12, 0, 0).unwrap()
+}
+
+/// A store on `pool` whose statements read a frozen clock showing [`t0`], and that clock
+/// (move it with `Clock::set`). Production stores read the database's `now()`.
+pub fn frozen_store(pool: &PgPool) -> (Store, Clock) {
+    let clock = Clock::frozen(t0());
+    (
+        Store::from_pool(pool.clone()).with_clock(clock.clone()),
+        clock,
+    )
 }
 
 pub fn secs(n: i64) -> chrono::Duration {
@@ -45,7 +54,7 @@ pub fn runner(store: &Store) -> Runner {
 }
 
 pub fn runner_with(store: &Store, cfg: RunnerConfig, backend: Arc<dyn SummaryBackend>) -> Runner {
-    Runner::new(store.clone(), cfg, backend, TrustPolicy::default())
+    Runner::new(store.clone(), cfg, backend, attest::trust_policy())
 }
 
 pub async fn memory(store: &Store, claim: &str, confidence: f64, authority: &str) -> MemoryId {

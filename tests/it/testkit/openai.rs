@@ -3,6 +3,7 @@
 //! when they may finish. It speaks just enough HTTP/1.1 for the product's client: one request
 //! per connection, answered with `connection: close`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -20,6 +21,8 @@ pub struct HeldOpenAi {
     /// The user message of every request received so far, in arrival order. A request is
     /// recorded once fully read, before it is held.
     received: Arc<Mutex<Vec<String>>>,
+    /// How many held requests the client gave up on (closed its connection before the answer).
+    dropped: Arc<AtomicUsize>,
     /// Turns true once: every held request (and every later one) is answered.
     release: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -32,15 +35,18 @@ impl HeldOpenAi {
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let (release, released) = watch::channel(false);
+        let dropped = Arc::new(AtomicUsize::new(0));
         let seen = received.clone();
+        let gone = dropped.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, seen.clone(), released.clone()));
+                tokio::spawn(answer(stream, seen.clone(), gone.clone(), released.clone()));
             }
         });
         HeldOpenAi {
             base_url,
             received,
+            dropped,
             release,
             task,
         }
@@ -49,6 +55,12 @@ impl HeldOpenAi {
     /// The user messages received so far (held or answered).
     pub fn received(&self) -> Vec<String> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many held requests were abandoned by the client (its connection closed while the
+    /// answer was held): a call the product cancelled.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
     }
 
     /// Answer every held request, and every later one at once.
@@ -73,6 +85,7 @@ pub fn summary_of(user_message: &str) -> String {
 async fn answer(
     mut stream: TcpStream,
     received: Arc<Mutex<Vec<String>>>,
+    dropped: Arc<AtomicUsize>,
     mut released: watch::Receiver<bool>,
 ) {
     let Some(body) = read_request(&mut stream).await else {
@@ -84,8 +97,15 @@ async fn answer(
         .unwrap_or_default()
         .to_string();
     received.lock().unwrap().push(user.clone());
-    if released.wait_for(|r| *r).await.is_err() {
-        return;
+    // Hold until released, watching the connection: the client sends nothing more on it, so
+    // a read that ends (EOF or error) means the client dropped the call.
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        r = released.wait_for(|r| *r) => if r.is_err() { return },
+        _ = stream.read(&mut probe) => {
+            dropped.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
     }
     let reply = json!({
         "id": "chatcmpl-held",
