@@ -12,6 +12,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 
 use super::{DeadLetterRow, Store, StoreError};
+use crate::decay::attestation::AttestationAudit;
 use crate::decay::{JobKind, JobRecord, JobStateKind};
 use crate::ids::DecayJobId;
 
@@ -127,13 +128,31 @@ pub struct JobListPage {
 }
 
 /// Every typed column of a job: the record the runner reads, and the audit columns it
-/// leaves out.
+/// leaves out (the attestation's, so the page shows everything its signature covers).
 #[derive(Debug, Clone, FromRow)]
 pub struct JobDetailRow {
     #[sqlx(flatten)]
     pub record: JobRecord,
     pub attestation_signature_hex: Option<String>,
+    pub attestation_verifying_key_hex: Option<String>,
+    pub attestation_signed_at: Option<String>,
+    pub attestation_model_name: Option<String>,
+    pub attestation_prompt_template_blake3: Option<String>,
     pub redeliveries: i32,
+}
+
+impl JobDetailRow {
+    /// The stored attestation, the same record `jobs show` prints and an auditor re-verifies.
+    pub fn attestation(&self) -> AttestationAudit {
+        AttestationAudit {
+            key_id: self.record.attestation_key_id.clone(),
+            verifying_key_hex: self.attestation_verifying_key_hex.clone(),
+            signature_hex: self.attestation_signature_hex.clone(),
+            signed_at: self.attestation_signed_at.clone(),
+            model_name: self.attestation_model_name.clone(),
+            prompt_template_blake3: self.attestation_prompt_template_blake3.clone(),
+        }
+    }
 }
 
 /// One source of a job, in the job's order, with what it claims (a memory's claim, an
@@ -484,7 +503,7 @@ impl Store {
     pub async fn dashboard_job(&self, id: &DecayJobId) -> Result<Option<JobDetail>, StoreError> {
         let id = id.to_string();
         let mut tx = snapshot(self).await?;
-        // `*`: the record reads its columns by name, and so do the two audit columns.
+        // `*`: the record reads its columns by name, and so do the audit columns.
         let Some(job) = sqlx::query_as::<_, JobDetailRow>("SELECT * FROM decay_jobs WHERE id = $1")
             .bind(&id)
             .fetch_optional(&mut *tx)

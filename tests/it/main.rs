@@ -14,7 +14,7 @@
 //!   of outside input (bodies, ids, headers, envelopes, trusted keys, durations, redaction).
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
-//!   its query-string parsing.
+//!   its query-string parsing; [`dashboard_audit`]: a job's whole attestation on its page.
 //! * [`trust`]: attestation trust fails closed, weak keys, re-verifiable audit records.
 //! * [`clock`]: the database's clock: a worker an hour ahead (libfaketime) steals no lease.
 //! * [`claims`]: a lost claim stops its LLM call; one reconciler pass at a time.
@@ -24,6 +24,7 @@ mod budgets;
 mod claims;
 mod clock;
 mod dashboard;
+mod dashboard_audit;
 mod dashboard_query;
 mod llm;
 mod operations;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::pages::{PAGE_SIZE, render, when, when_opt};
 use super::query::{JobCursor, JobFilter, JobPage, Parsed};
 use super::{Chrome, Dashboard, PageError, Viewer};
+use crate::decay::attestation::AttestationAudit;
 use crate::decay::{JobKind, JobStateKind};
 use crate::ids::DecayJobId;
 use crate::store::DeadLetterSelector;
@@ -188,6 +189,36 @@ struct Field {
     value: String,
 }
 
+/// One field of the stored attestation, in monospace and wrapped anywhere (hex is long);
+/// `id` names its element, so a reader (or a test) finds the field by what it is.
+struct AuditField {
+    id: &'static str,
+    label: &'static str,
+    value: String,
+}
+
+/// Every field of the stored attestation, in the order the signature covers them (spec §7.4),
+/// the key and the signature first.
+fn audit_fields(a: &AttestationAudit) -> Vec<AuditField> {
+    let f = |id, label, v: &Option<String>| AuditField {
+        id,
+        label,
+        value: opt(v.as_ref()),
+    };
+    vec![
+        f("key-id", "operator key id", &a.key_id),
+        f("verifying-key", "verifying key", &a.verifying_key_hex),
+        f("signature", "signature", &a.signature_hex),
+        f("signed-at", "signed at", &a.signed_at),
+        f("model", "model", &a.model_name),
+        f(
+            "template-digest",
+            "prompt template digest",
+            &a.prompt_template_blake3,
+        ),
+    ]
+}
+
 struct SourceLine {
     position: i64,
     id: String,
@@ -234,7 +265,12 @@ struct JobView {
     outcome: Vec<Field>,
     claim: Vec<Field>,
     timing: Vec<Field>,
-    attestation: Vec<Field>,
+    attestation: Vec<AuditField>,
+    /// Whether the row holds the whole envelope (none before migration 0005, none without
+    /// an attestation).
+    attestation_complete: bool,
+    /// What the summary memory recorded of its LLM call (the echoed model).
+    llm_summary: Vec<Field>,
     sources: Vec<SourceLine>,
     summary: Option<SummaryView>,
     edges: Vec<EdgeLine>,
@@ -297,16 +333,12 @@ fn job_view(d: &Dashboard, viewer: &Viewer, x: JobDetail, letters: Vec<LetterLin
         .as_ref()
         .and_then(|s| s.applies_when_json.get("llm_summary"))
         .and_then(Value::as_object);
-    let mut attestation = vec![
-        field("operator key id", opt(j.attestation_key_id.as_ref())),
-        field("signature", opt(x.job.attestation_signature_hex.as_ref())),
-    ];
-    for (k, v) in llm.into_iter().flatten() {
-        attestation.push(Field {
-            label: "llm_summary",
-            value: format!("{k}: {}", json_text(v)),
-        });
-    }
+    let audit = x.job.attestation();
+    let llm_summary = llm
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| field("llm_summary", format!("{k}: {}", json_text(v))))
+        .collect();
     let pending = j.state == JobStateKind::Pending.wire();
     JobView {
         chrome: d.chrome("jobs", viewer),
@@ -337,7 +369,9 @@ fn job_view(d: &Dashboard, viewer: &Viewer, x: JobDetail, letters: Vec<LetterLin
             field("created by", j.created_by.clone()),
             field("updated", when(&j.updated_at)),
         ],
-        attestation,
+        attestation: audit_fields(&audit),
+        attestation_complete: audit.envelope(&j.id).is_some(),
+        llm_summary,
         sources: x
             .sources
             .iter()
