@@ -102,18 +102,37 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
-    /// Wait for an element to exist, then return its text.
+    /// Wait for an element to exist, then return its text. The overview's live refresh
+    /// replaces its fragment every few seconds, so an element found a moment ago may be gone
+    /// ("stale") when its text is read: then it is found again, up to [`PAGE`].
     pub async fn text(&self, css: &str) -> String {
-        self.element(css).await.text().await.unwrap()
+        let start = std::time::Instant::now();
+        loop {
+            match self.element(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() && start.elapsed() < PAGE => {}
+                Err(e) => panic!("text of {css}: {e}"),
+            }
+        }
     }
 
     /// The values of `attr` of every element matching `css`.
+    /// Read again from the start when the live refresh replaced an element half-way.
     pub async fn attrs(&self, css: &str, attr: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
-            out.push(e.attr(attr).await.unwrap().unwrap_or_default());
+        let start = std::time::Instant::now();
+        'read: loop {
+            let mut out = Vec::new();
+            for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                match e.attr(attr).await {
+                    Ok(v) => out.push(v.unwrap_or_default()),
+                    Err(e) if e.is_stale_element_reference() && start.elapsed() < PAGE => {
+                        continue 'read;
+                    }
+                    Err(e) => panic!("{attr} of {css}: {e}"),
+                }
+            }
+            return out;
         }
-        out
     }
 
     pub async fn count(&self, css: &str) -> usize {
