@@ -22,6 +22,8 @@
 # Needs root (the PostgreSQL and RabbitMQ wrappers drop to their users), rabbitmq-server,
 # PostgreSQL 15 server binaries, psql, python3, and a built target/debug/decay-worker
 # (built with `cargo build --locked` when missing; CHAOS_BIN=path overrides).
+# Workers run with batches on (DECAY_BATCH_SIZE, default 16 = the prefetch; CHAOS_BATCH_SIZE=1 turns
+# them off), so the kill scenarios kill mid-batch.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -200,7 +202,8 @@ worker_env() { # name incarnation
   [ "$1" = w3 ] && reconcile=5s
   exec env DATABASE_URL="$DBURL" AMQP_URL="$AMQP" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
     DECAY_LEASE=4s DECAY_HEARTBEAT=1s DECAY_SHUTDOWN_GRACE=20s DECAY_CONCURRENCY=8 \
-    DECAY_PREFETCH=16 DECAY_AMQP_HEARTBEAT=2 DECAY_BROKER_TIMEOUT=5s \
+    DECAY_PREFETCH=16 DECAY_BATCH_SIZE=${CHAOS_BATCH_SIZE:-16} DECAY_BATCH_LINGER=2ms \
+    DECAY_AMQP_HEARTBEAT=2 DECAY_BROKER_TIMEOUT=5s \
     DECAY_RECONCILE_EVERY=$reconcile DECAY_RECONCILE_STALE_AFTER=20s \
     DECAY_HTTP_ADDR=127.0.0.1:0 RUST_LOG="info,cortex_memory::decay::runner=warn" \
     "$W" consume

@@ -26,6 +26,10 @@
 //! ([`worker::outcome::classify`]): the runner's result in, an [`worker::outcome::Action`] out.
 //! A message that keeps coming back unacked (whatever handles it dies) is counted on its job
 //! and dead-lettered past the delivery limit instead of being run again.
+//! Under load, the delivery does not travel alone: with it the loop takes what is already
+//! delivered (up to `--batch-size`), and the batch runs as one read and one settle statement
+//! ([`runner::Runner::run_batch`]), each job still guarded on its own, and is acked together
+//! after its commit.
 //!
 //! **[`runner`]**: one job, end to end. It reads the job with its sources, checks it is due and
 //! not held by another runner, and takes one of two paths. A deterministic job computes its

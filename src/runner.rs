@@ -27,8 +27,15 @@
 //! * the **two-phase path**, for LLM jobs (a slow backend call) and recoveries of expired
 //!   claims: claim with a lease, run with heartbeats, settle guarded by the claim token.
 //!
+//! A **batch** ([`Runner::run_batch`], in [`batch`]) is the quick path for a set of jobs: one
+//! read of every row and source, one settle statement for all of them, each job guarded on
+//! its own; it ends each job exactly as a single run does and hands back what belongs on the
+//! two-phase path. [`Store::settle`] is the same statement for a set of one.
+//!
 //! Every stage logs one line under the target [`RUNNER_LOG_TARGET`] with the reference's stage
 //! names and messages (spec §4.6), once the stage has happened.
+
+mod batch;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +53,8 @@ use crate::decay::{
 use crate::ids::{DecayJobId, MemoryId};
 use crate::llm::{self, SummaryBackend};
 use crate::store::{ClaimedJob, SettleEffect, SettleGuard, SettleOutcome, Store, StoreError};
+
+pub use batch::BatchOutcome;
 
 /// The stable log target of the runner's stage lines (spec §9).
 pub const RUNNER_LOG_TARGET: &str = "cortex_memory::decay::runner";
@@ -422,34 +431,9 @@ impl Runner {
         guard: SettleGuard<'_>,
         computed: Result<Effect, RunError>,
     ) -> Result<Option<RunOutcome>, RunError> {
-        let id = &run.id;
-        let settled = self.settle(id, guard, computed).await;
+        let settled = self.settle(&run.id, guard, computed).await;
         let claimed_here = matches!(guard, SettleGuard::PendingDue { .. });
-        let outcome = match settled {
-            Ok(Some(effect)) => {
-                if claimed_here {
-                    // The claim happened in the settle statement; say so now that it did.
-                    stage!("claim", id, "transitioning pending -> in_progress");
-                    if let Some(job) = run.job {
-                        stage!("dispatch", id, "{}", dispatch_message(job));
-                    }
-                }
-                Some(settled_outcome(id, effect))
-            }
-            // The quick path's compare-and-set found the job no longer pending: nothing ran.
-            Ok(None) if claimed_here => return Ok(None),
-            Ok(None) => {
-                tracing::warn!(target: RUNNER_LOG_TARGET, stage = "settle", job = %id,
-                    "claim lost (cancelled or re-claimed); nothing written");
-                None
-            }
-            Err(e) => {
-                observe(run, "error");
-                return Err(e);
-            }
-        };
-        observe(run, outcome.as_ref().map_or("claim_lost", outcome_label));
-        Ok(outcome)
+        conclude(run, claimed_here, settled)
     }
 
     /// The one guarded settle of a run's result. The job's own errors become a `failed`
@@ -574,6 +558,42 @@ impl Runner {
 fn skip_terminal(id: &DecayJobId, state: JobStateKind) -> RunOutcome {
     stage!("skip_terminal", id, "job is already {}; no-op", state);
     RunOutcome::AlreadyTerminal { state }
+}
+
+/// Log and measure how a run's settle ended (the one ending of every run, single or batched).
+/// `claimed_here`: the settle made the claim itself (the quick path, a batch). `None`: the
+/// guard matched no row, nothing was written.
+fn conclude(
+    run: &Run<'_>,
+    claimed_here: bool,
+    settled: Result<Option<SettleEffect>, RunError>,
+) -> Result<Option<RunOutcome>, RunError> {
+    let id = &run.id;
+    let outcome = match settled {
+        Ok(Some(effect)) => {
+            if claimed_here {
+                // The claim happened in the settle statement; say so now that it did.
+                stage!("claim", id, "transitioning pending -> in_progress");
+                if let Some(job) = run.job {
+                    stage!("dispatch", id, "{}", dispatch_message(job));
+                }
+            }
+            Some(settled_outcome(id, effect))
+        }
+        // The quick path's compare-and-set found the job no longer pending: nothing ran.
+        Ok(None) if claimed_here => return Ok(None),
+        Ok(None) => {
+            tracing::warn!(target: RUNNER_LOG_TARGET, stage = "settle", job = %id,
+                "claim lost (cancelled or re-claimed); nothing written");
+            None
+        }
+        Err(e) => {
+            observe(run, "error");
+            return Err(e);
+        }
+    };
+    observe(run, outcome.as_ref().map_or("claim_lost", outcome_label));
+    Ok(outcome)
 }
 
 /// What a settle that matched wrote, or `None` when it matched nothing.

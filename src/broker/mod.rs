@@ -11,11 +11,13 @@
 //! delivery tags would name other messages); the broker redelivers them instead, which the
 //! runner makes harmless.
 
+mod acks;
 pub mod headers;
 pub mod message;
 pub mod producer;
 pub mod topology;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -131,6 +133,23 @@ pub struct Session {
     channel: Channel,
     topology: Topology,
     op_timeout: Duration,
+    acks: Acks,
+}
+
+/// The channel's unsettled delivery tags ([`acks::Ledger`]), and a lock held while ack and
+/// nack frames are planned and sent, so that a `multiple` ack can never overtake a single ack
+/// it covers.
+#[derive(Default, Clone)]
+struct Acks {
+    ledger: Arc<Mutex<acks::Ledger>>,
+    sending: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Acks {
+    fn ledger(&self) -> std::sync::MutexGuard<'_, acks::Ledger> {
+        // A panic elsewhere while holding it left a consistent set (each step is one call).
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A delivered job message with what the worker needs to decide and to ack.
@@ -166,15 +185,25 @@ impl JobDelivery {
 /// The stream of deliveries of one consumer.
 pub struct JobConsumer {
     consumer: Consumer,
+    acks: Acks,
 }
 
 impl JobConsumer {
     /// The next delivery; `None` when the consumer or its channel ended (reconnect).
     pub async fn next(&mut self) -> Option<Result<JobDelivery, BrokerError>> {
-        self.consumer.next().await.map(|r| {
-            r.map(|inner| JobDelivery { inner })
-                .map_err(BrokerError::from)
+        let next = self.consumer.next().await?;
+        Some(match next {
+            Ok(inner) => {
+                self.acks.ledger().delivered(inner.delivery_tag);
+                Ok(JobDelivery { inner })
+            }
+            Err(e) => Err(e.into()),
         })
+    }
+
+    /// The next delivery if one is already here, without waiting.
+    pub fn next_ready(&mut self) -> Option<Option<Result<JobDelivery, BrokerError>>> {
+        futures_util::FutureExt::now_or_never(self.next())
     }
 
     pub fn tag(&self) -> String {
@@ -218,6 +247,7 @@ impl Session {
             channel,
             topology,
             op_timeout: cfg.op_timeout,
+            acks: Acks::default(),
         })
     }
 
@@ -358,7 +388,10 @@ impl Session {
             ),
         )
         .await?;
-        Ok(JobConsumer { consumer })
+        Ok(JobConsumer {
+            consumer,
+            acks: self.acks.clone(),
+        })
     }
 
     /// Stop a consumer: the broker sends no more deliveries; unacked ones stay ours until
@@ -375,11 +408,37 @@ impl Session {
 
     /// Ack a delivery (after its job is settled, or after it was re-published).
     pub async fn ack(&self, d: &JobDelivery) -> Result<(), BrokerError> {
-        ack(&d.inner, self.op_timeout).await
+        self.ack_all(&[d]).await
     }
 
-    /// Give a delivery back to the broker for redelivery.
+    /// Ack a set of deliveries of this session (a batch, after its commit) with as few frames
+    /// as is safe: one `multiple` ack where the tags are contiguous among the unsettled ones
+    /// and all in the set, single acks for the rest. A tag is taken out of the unsettled set
+    /// before its frame is sent, so even when the ack fails (its effect unknown) it is never
+    /// nacked or acked again: if the ack was lost, the broker redelivers the message when the
+    /// channel closes.
+    pub async fn ack_all(&self, ds: &[&JobDelivery]) -> Result<(), BrokerError> {
+        let _sending = self.acks.sending.lock().await;
+        let tags: Vec<u64> = ds.iter().map(|d| d.delivery_tag()).collect();
+        let plan = self.acks.ledger().take_for_ack(&tags);
+        let by_tag = |tag: u64| ds.iter().find(|d| d.delivery_tag() == tag);
+        if let Some(d) = plan.multiple_upto.and_then(by_tag) {
+            let opts = BasicAckOptions { multiple: true };
+            timed("basic.ack", self.op_timeout, d.inner.acker.ack(opts)).await?;
+        }
+        for d in plan.singles.into_iter().filter_map(by_tag) {
+            ack(&d.inner, self.op_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Give a delivery back to the broker for redelivery, unless it is no longer ours to
+    /// settle (an ack of it was already sent, whatever became of it).
     pub async fn requeue(&self, d: &JobDelivery) -> Result<(), BrokerError> {
+        let _sending = self.acks.sending.lock().await;
+        if !self.acks.ledger().take_for_requeue(d.delivery_tag()) {
+            return Ok(());
+        }
         requeue(&d.inner, self.op_timeout).await
     }
 

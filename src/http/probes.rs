@@ -30,6 +30,11 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
+/// Batch size buckets (deliveries per batch; 1 is a lone delivery on the per-job path).
+const BATCH_SIZE_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 /// How long `/readyz` waits for the database before calling it unavailable: a probe must
 /// answer well inside its own timeout even when the database hangs.
 const READINESS_DB_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,6 +48,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
             metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
             &DURATION_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("decay_batch_size".into()),
+            &BATCH_SIZE_BUCKETS,
+        )?
         .install_recorder()?;
     metrics::describe_counter!(
         "decay_jobs_total",
@@ -51,6 +60,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
     metrics::describe_histogram!(
         "decay_job_duration_seconds",
         "Time to run one job, by kind and outcome"
+    );
+    metrics::describe_histogram!(
+        "decay_batch_size",
+        "Jobs per batch run by the worker (one read, one transaction)"
     );
     metrics::describe_gauge!("decay_jobs_in_flight", "Jobs running now");
     metrics::describe_counter!("decay_deliveries_total", "Deliveries received");

@@ -22,8 +22,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use clock::Clock;
 pub use dead_letters::{DeadLetterRow, DeadLetterSelector, NewDeadLetter, TakenDeadLetters};
 pub use jobs::{
-    CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob, RECONCILE_LOCK_KEY, ReconcilePass,
-    SettleEffect, SettleGuard, SettleOutcome,
+    BATCH_LOCK_TIMEOUT, CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob,
+    RECONCILE_LOCK_KEY, ReconcilePass, SettleEffect, SettleGuard, SettleOutcome,
 };
 pub use memories::{NewEpisode, NewMemory, NewPrinciple};
 
@@ -39,6 +39,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A lock wait gave up (`55P03 lock_not_available`, from a `lock_timeout`).
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("55P03"))
+    }
+
     /// A failure of the connection or the server rather than of the data: retrying later can
     /// succeed, so it must never settle a job `failed` (DESIGN §3 rule 6).
     pub fn is_transient(&self) -> bool {

@@ -7,6 +7,9 @@
 //! * [`runner`]: the runner contract, in process: claims, settles, leases, cancels.
 //! * [`worker`]: real worker processes: exactly-once completion, crashes, poison messages,
 //!   retries, a broker that closes the connection, the SIGTERM drain.
+//! * [`batches`]: batches of jobs, in process and in worker processes: one summary per job
+//!   whatever shares a batch, a job's own failure stays its own, a database error commits
+//!   nothing.
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
 //! * [`budgets`]: retry budgets per reason and crafted counters, through the real broker.
@@ -20,6 +23,7 @@
 //! * [`claims`]: a lost claim stops its LLM call; one reconciler pass at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batches;
 mod budgets;
 mod claims;
 mod clock;

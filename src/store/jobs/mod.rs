@@ -31,7 +31,7 @@ pub use admin::{CancelOutcome, JobStats};
 pub use claim::ClaimedJob;
 pub use new::NewJob;
 pub use reconcile::{RECONCILE_LOCK_KEY, ReconcilePass};
-pub use settle::{SettleEffect, SettleGuard, SettleOutcome};
+pub use settle::{BATCH_LOCK_TIMEOUT, SettleEffect, SettleGuard, SettleOutcome};
 pub use snapshot::JobSnapshot;
 
 /// A statement under construction.

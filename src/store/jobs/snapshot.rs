@@ -44,7 +44,7 @@ const SOURCES: &str = ",
    CASE WHEN d.state IN ('pending', 'in_progress') AND d.kind = 'expired_principle_review' THEN
      EXISTS (SELECT 1 FROM principles p WHERE p.id = d.source_ids_json ->> 0)
    END AS principle_exists
- FROM decay_jobs d WHERE d.id = ";
+ FROM decay_jobs d WHERE d.id = ANY(";
 
 #[derive(FromRow)]
 struct SnapshotRow {
@@ -73,26 +73,42 @@ impl Store {
         &self,
         id: &DecayJobId,
     ) -> Result<Option<JobSnapshot>, StoreError> {
+        Ok(self
+            .read_jobs_for_run(std::slice::from_ref(id))
+            .await?
+            .pop())
+    }
+
+    /// [`Store::read_job_for_run`] for a set of jobs, in one round trip (a batch's one read),
+    /// every row with the same database instant. Unknown ids are simply absent; the order is
+    /// unspecified.
+    pub async fn read_jobs_for_run(
+        &self,
+        ids: &[DecayJobId],
+    ) -> Result<Vec<JobSnapshot>, StoreError> {
         let mut q = Sql::new("SELECT ");
         q.push(JOB_COLUMNS);
         push_db_now_column(&mut q, &self.clock);
-        q.push(SOURCES).push_bind(id.to_string());
-        let Some(raw) = q
+        q.push(SOURCES)
+            .push_bind(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .push("::text[])");
+        let rows = q
             .build_query_as::<SnapshotRow>()
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(JobSnapshot {
-            now: raw.db_now,
-            record: raw.record,
-            sources: LoadedSources {
-                memories: by_id(raw.memory_sources, |m: &MemorySource| m.id)?,
-                episodes: by_id(raw.episode_sources, |e: &EpisodeSource| e.id)?,
-                principle_exists: raw.principle_exists,
-            },
-        }))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|raw| {
+                Ok(JobSnapshot {
+                    now: raw.db_now,
+                    record: raw.record,
+                    sources: LoadedSources {
+                        memories: by_id(raw.memory_sources, |m: &MemorySource| m.id)?,
+                        episodes: by_id(raw.episode_sources, |e: &EpisodeSource| e.id)?,
+                        principle_exists: raw.principle_exists,
+                    },
+                })
+            })
+            .collect()
     }
 }
 
