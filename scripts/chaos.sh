@@ -11,7 +11,9 @@
 # 3 broker stop_app / start_app · 4 PostgreSQL fast restart, then stopped and started ·
 # 5 malformed messages, ghost ids and jobs whose sources are missing · 6 every id published three
 # times, interleaved · 7 consumer_timeout low with one job slower than it · 8 SIGTERM to workers
-# under load · 9 broker frozen with SIGSTOP, then SIGCONT.
+# under load · 9 broker frozen with SIGSTOP, then SIGCONT · 10 TLS to the broker (mutual) and the
+# database with verification on, and a wrong CA refused · 11 a 3-node RabbitMQ cluster whose
+# work-queue leader is killed with kill -9 (scenarios 10 and 11: scripts/chaos-prod.sh).
 #
 # Per scenario: a fresh database and queue base, seeded memories, 3 supervised workers (w3 also
 # runs the reconciler every 5 s), a producer that inserts jobs in batches and republishes
@@ -67,7 +69,7 @@ PULSE_JOBS=4     # per batch, 4 jobs whose row and 4 whose sources are locked fo
 PULSE_SECS=2     # so that faults catch jobs in flight (scenarios 1-4, 8, 9)
 
 SCENARIO_NAMES=("" worker-kill9 broker-kill9 broker-stop-app pg-restart poison triple-publish
-  consumer-timeout sigterm broker-sigstop)
+  consumer-timeout sigterm broker-sigstop tls cluster-leader-kill9)
 
 log() { printf '%s chaos: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }
@@ -81,10 +83,20 @@ for tool in rabbitmq-server rabbitmqctl psql python3; do
 done
 PGBIN=/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/bin
 [ -x "$PGBIN/initdb" ] || { echo "chaos: no PostgreSQL server binaries under $PGBIN" >&2; exit 2; }
+SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11)
+[ -n "$ONLY" ] && IFS=, read -r -a SCENARIOS <<<"$ONLY"
+WORK=$(mktemp -d /tmp/chaos-data.XXXXXX)
+chmod 755 "$WORK"
+RD=$WORK/rabbitmq
+PGD=$WORK/pg
+PGOPTS="-p $PG_PORT -k $PGD -c listen_addresses=127.0.0.1"
+# shellcheck source=scripts/chaos-prod.sh
+source "$ROOT/scripts/chaos-prod.sh"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in $RMQ_PORT $RMQ_DIST_PORT $PG_PORT; do
+for port in $RMQ_PORT $RMQ_DIST_PORT $PG_PORT $(prod_ports); do
   if port_open "$port"; then
     echo "chaos: port $port is in use (another chaos run?); refusing to start" >&2
+    rm -rf "$WORK"
     exit 2
   fi
 done
@@ -92,7 +104,7 @@ done
 BIN_SRC=${CHAOS_BIN:-$ROOT/target/debug/decay-worker}
 if [ ! -x "$BIN_SRC" ]; then
   log "building decay-worker"
-  (cd "$ROOT" && nice cargo build --locked --bin decay-worker) || exit 2
+  (cd "$ROOT" && nice cargo build --locked --bin decay-worker) || { rm -rf "$WORK"; exit 2; }
 fi
 
 OUT=${CHAOS_OUT:-/tmp/chaos-$(date +%Y%m%d-%H%M%S)}
@@ -100,11 +112,6 @@ mkdir -p "$OUT"
 # A private copy: other builds may replace target/debug/decay-worker while the suite runs.
 cp "$BIN_SRC" "$OUT/decay-worker"
 W=$OUT/decay-worker
-WORK=$(mktemp -d /tmp/chaos-data.XXXXXX)
-chmod 755 "$WORK"
-RD=$WORK/rabbitmq
-PGD=$WORK/pg
-PGOPTS="-p $PG_PORT -k $PGD -c listen_addresses=127.0.0.1"
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGCONNECT_TIMEOUT=3
 export AMQP_URL=$AMQP
 # Never let a command fall back to the machine's database on 5432: every decay-worker command of
@@ -182,6 +189,7 @@ cleanup() {
   fi
   for p in "${SUP_PIDS[@]}"; do kill "$p" 2>/dev/null; done
   rmq_teardown
+  cl_down
   pg_teardown
   if [ -d "$RD/log" ]; then cp -r "$RD/log" "$OUT/rabbitmq-log" 2>/dev/null; fi
   [ -f "$PGD/log" ] && cp "$PGD/log" "$OUT/postgresql.log" 2>/dev/null
@@ -200,7 +208,7 @@ note() { local k=$1; shift; printf '%s\n' "$*" >>"$SD/notes.$k"; }  # joined int
 worker_env() { # name incarnation
   local reconcile=0
   [ "$1" = w3 ] && reconcile=5s
-  exec env DATABASE_URL="$DBURL" AMQP_URL="$AMQP" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
+  exec env DATABASE_URL="$DBURL" AMQP_URL="${DECAY_AMQP:-$AMQP}" DECAY_QUEUE="$BASE" DECAY_WORKER_ID="$1.$2" \
     DECAY_LEASE=4s DECAY_HEARTBEAT=1s DECAY_SHUTDOWN_GRACE=20s DECAY_CONCURRENCY=8 \
     DECAY_PREFETCH=16 DECAY_BATCH_SIZE=${CHAOS_BATCH_SIZE:-16} DECAY_BATCH_LINGER=2ms \
     DECAY_AMQP_HEARTBEAT=2 DECAY_BROKER_TIMEOUT=5s \
@@ -531,6 +539,7 @@ inject() {
       kill -CONT "$(rmq_pid)"
       healed
       ;;
+    10|11) prod_inject ;;
     *) : ;;
   esac
 }
@@ -542,7 +551,9 @@ run_scenario() {
   DB=chaos_s$S
   DBURL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
   BASE="chaos.s$S.$(date +%s)"
-  export DATABASE_URL=$DBURL DECAY_QUEUE=$BASE   # for schedule / enqueue / dead-letters
+  prod_setup "$S" || return 1   # scenarios 10, 11: TLS URLs, the cluster
+  # for schedule / enqueue / dead-letters
+  export DATABASE_URL=$DBURL DECAY_QUEUE=$BASE AMQP_URL=${DECAY_AMQP:-$AMQP}
   N=$N_JOBS
   [ "$S" = 7 ] && N=$S7_JOBS
   PULSE=0
@@ -658,6 +669,7 @@ SQL
     9) local hb; hb=$(cat "${logs[@]}" | grep -c "haven't received anything from the server")
        why="$hb connection(s) closed by the AMQP heartbeat"
        ((hb > 0)) || hit=0 ;;
+    10|11) why=$(prod_exercised "$S") || hit=0 ;;
   esac
   local retries=0
   [ -f "$SD/producer.retries" ] && retries=$(wc -l <"$SD/producer.retries")
@@ -677,6 +689,7 @@ SQL
   } >"$SD/params.env"
   python3 "$CHAOS/check.py" scenario "$SD" >&2
   BG_PIDS=()
+  prod_teardown "$S"
   # The next scenario starts from a healthy broker.
   rmq_alive || rmq_start
   return 0
@@ -685,15 +698,15 @@ SQL
 # ---- main -------------------------------------------------------------------------------------
 log "starting RabbitMQ node $NODE on $RMQ_PORT and PostgreSQL on $PG_PORT"
 rmq_init
+prod_prepare || exit 2
+prod_rmq_conf
 rmq_start || { log "RabbitMQ did not start (see $RD/log)"; exit 2; }
 pg_init || { log "initdb failed"; cat "$WORK/initdb.log" >&2; exit 2; }
 pg_start || { log "PostgreSQL did not start"; exit 2; }
 
-SCENARIOS=(1 2 3 4 5 6 7 8 9)
-[ -n "$ONLY" ] && IFS=, read -r -a SCENARIOS <<<"$ONLY"
 T_SUITE=$SECONDS
 for s in "${SCENARIOS[@]}"; do
-  run_scenario "$s" || log "s$s: setup failed"
+  run_scenario "$s" || { log "s$s: setup failed"; prod_teardown "$s"; }
 done
 log "suite took $((SECONDS - T_SUITE)) s"
 echo

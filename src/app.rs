@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::DatabaseArgs;
 use crate::retry;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::redact;
 use crate::worker::Health;
 
@@ -167,7 +167,8 @@ pub async fn migrate_when_reachable(
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(Migrated::Done),
-            Err(e) if e.is_transient() => {
+            // A refused certificate looks like a broken connection, but waiting cannot fix it.
+            Err(e) if e.is_transient() && tls_refused(&e).is_none() => {
                 let wait = delays.next().unwrap_or(retry::MAX_DELAY);
                 tracing::warn!(error = %redact(&e.to_string()), wait_ms = wait.as_millis() as u64, "database not reachable; retrying migrations");
                 tokio::select! {
@@ -178,6 +179,12 @@ pub async fn migrate_when_reachable(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// If the database refused our TLS, or we refused its certificate (`sslmode=verify-ca` or
+/// `verify-full` with the wrong `sslrootcert=`), why: retrying cannot help.
+pub fn tls_refused(e: &StoreError) -> Option<String> {
+    crate::tls::certificate_refusal(e)
 }
 
 #[cfg(test)]

@@ -106,9 +106,21 @@ impl RunnerArgs {
 /// Broker settings.
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
-    /// AMQP URL of RabbitMQ (the password is never logged).
+    /// AMQP URL of RabbitMQ (the password is never logged): `amqp://` or `amqps://` (TLS), or
+    /// several comma-separated URLs of one cluster's nodes (each process starts at a random
+    /// one and moves to the next when a node fails).
     #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = DEFAULT_AMQP_URL)]
     pub amqp_url: String,
+    /// PEM file of CA certificates trusted for `amqps://` besides the bundled public roots
+    /// (a private CA).
+    #[arg(long, env = "DECAY_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS with the broker; needs --amqp-client-key.
+    #[arg(long, env = "DECAY_AMQP_CLIENT_CERT")]
+    pub amqp_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --amqp-client-cert.
+    #[arg(long, env = "DECAY_AMQP_CLIENT_KEY")]
+    pub amqp_client_key: Option<std::path::PathBuf>,
     /// Base name of the exchange and queues (`<base>`, `<base>.retry.*`, `<base>.dead`).
     #[arg(long = "queue", env = "DECAY_QUEUE", default_value = DEFAULT_BASE)]
     pub queue: String,
@@ -133,8 +145,22 @@ impl BrokerArgs {
         if self.delivery_limit == 0 {
             return Err("--delivery-limit must be at least 1".into());
         }
+        let nodes =
+            crate::broker::nodes::parse(&self.amqp_url).map_err(|e| format!("--amqp-url: {e}"))?;
+        let tls = crate::tls::TlsFiles::load(
+            self.amqp_ca_file.as_deref(),
+            self.amqp_client_cert.as_deref(),
+            self.amqp_client_key.as_deref(),
+        )?;
+        if tls.is_set() && !crate::broker::nodes::any_tls(&nodes) {
+            // Files for TLS with no TLS node: the operator believes the link is encrypted.
+            return Err(
+                "--amqp-ca-file/--amqp-client-cert are set but no AMQP URL uses amqps://".into(),
+            );
+        }
         Ok(crate::broker::BrokerConfig {
             url: self.amqp_url.clone(),
+            tls,
             base: base.to_string(),
             delivery_limit: self.delivery_limit,
             heartbeat_secs: self.amqp_heartbeat,

@@ -75,6 +75,8 @@
 //!   wait). `anyhow` and exit codes live only there; every module above returns typed errors.
 //! * [`ids`] (prefix + ULID id newtypes, canonical text only) and [`telemetry`] (logging,
 //!   and the redaction that keeps passwords out of logs and errors).
+//! * [`tls`]: the certificate files of `amqps://` connections, read and checked at start, and
+//!   the test that tells a refused certificate (permanent) from a broken handshake.
 //!
 //! Imports point one way: [`decay`] ← adapters ([`store`], [`broker`], [`llm`]) ← [`runner`],
 //! [`worker`], [`dead_letters`], [`reconcile`] ← [`app`], [`cmd`] ← `main.rs`.
@@ -94,4 +96,5 @@ pub mod retry;
 pub mod runner;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;

@@ -116,6 +116,7 @@ impl Bench {
             .context("migrations")?;
         let broker = BrokerConfig {
             url: cfg.amqp_url.clone(),
+            tls: Default::default(),
             base: base.to_string(),
             delivery_limit: 10,
             heartbeat_secs: 10,

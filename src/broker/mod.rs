@@ -10,10 +10,14 @@
 //! failures alike, and deliveries of the dead session can never be acked on the new one (their
 //! delivery tags would name other messages); the broker redelivers them instead, which the
 //! runner makes harmless.
+//!
+//! `AMQP_URL` may name several nodes of one cluster ([`nodes`]): a session opens on one of
+//! them, trying the others in turn when it cannot, over TLS for `amqps://` nodes.
 
 mod acks;
 pub mod headers;
 pub mod message;
+pub mod nodes;
 pub mod producer;
 pub mod topology;
 
@@ -26,11 +30,12 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 
 use crate::telemetry::redact;
+use crate::tls::TlsFiles;
 pub use topology::Topology;
 
 /// Header naming why we dead-lettered a message.
@@ -58,8 +63,12 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Broker settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`, or several comma-separated
+    /// URLs of the nodes of one cluster ([`nodes`]).
     pub url: String,
+    /// Extra trusted CAs and the client identity for `amqps://` nodes (none: the bundled
+    /// roots, no client certificate).
+    pub tls: TlsFiles,
     /// Base name of exchanges and queues.
     pub base: String,
     /// Quorum-queue delivery limit before the broker dead-letters a crash-looping message.
@@ -90,6 +99,12 @@ pub enum BrokerError {
     Unroutable(String),
     #[error("invalid AMQP URL: {0}")]
     Url(String),
+    /// TLS to the broker failed on a certificate: ours was refused, or the broker's is not
+    /// trusted (or not valid for its host name). Retrying cannot help.
+    #[error(
+        "TLS to the broker at {node} refused: {reason} (check --amqp-ca-file, the host name in AMQP_URL, and --amqp-client-cert/--amqp-client-key)"
+    )]
+    Tls { node: String, reason: String },
     /// A queue exists with other arguments than ours (declared by another version of
     /// decay-worker, or with another `--delivery-limit`). Retrying cannot help.
     #[error(
@@ -101,8 +116,37 @@ pub enum BrokerError {
 impl BrokerError {
     /// True when retrying cannot succeed without an operator changing something.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, BrokerError::Url(_) | BrokerError::TopologyMismatch(_))
+        matches!(
+            self,
+            BrokerError::Url(_) | BrokerError::TopologyMismatch(_) | BrokerError::Tls { .. }
+        )
     }
+}
+
+/// Our TLS files in lapin's form: extra CAs are added to the bundled roots.
+fn lapin_tls(files: &TlsFiles) -> OwnedTLSConfig {
+    OwnedTLSConfig {
+        identity: files
+            .client_identity()
+            .map(|(cert, key)| OwnedIdentity::PKCS8 {
+                pem: cert.to_vec(),
+                key: key.to_vec(),
+            }),
+        cert_chain: files.ca_pem().map(str::to_string),
+    }
+}
+
+/// A connect that failed on a certificate becomes [`BrokerError::Tls`].
+fn refused_certificate(e: BrokerError, node: &str) -> BrokerError {
+    if let BrokerError::Amqp(err) = &e
+        && let Some(reason) = crate::tls::certificate_refusal(err)
+    {
+        return BrokerError::Tls {
+            node: node.to_string(),
+            reason,
+        };
+    }
+    e
 }
 
 /// A declare refused with 406 PRECONDITION_FAILED is a topology mismatch.
@@ -134,6 +178,8 @@ pub struct Session {
     topology: Topology,
     op_timeout: Duration,
     acks: Acks,
+    /// The node this session is on ([`nodes::Node::label`]).
+    node: String,
 }
 
 /// The channel's unsettled delivery tags ([`acks::Ledger`]), and a lock held while ack and
@@ -212,25 +258,67 @@ impl JobConsumer {
 }
 
 impl Session {
-    /// Connect, open a confirm-mode channel and declare the topology.
+    /// Connect, open a confirm-mode channel and declare the topology, on the first node of
+    /// `cfg.url` (in [`nodes`]' order) where all of it succeeds. Each failing node is logged
+    /// and the next one tried; the error is the last node's, except that a topology mismatch
+    /// (the same on every node of a cluster) returns at once, and certificate refusals are
+    /// permanent only when every node refused.
     pub async fn open(cfg: &BrokerConfig, name: &str) -> Result<Session, BrokerError> {
-        let mut uri: AMQPUri = cfg
-            .url
-            .parse()
-            .map_err(|e: String| BrokerError::Url(redact(&e)))?;
+        let nodes = nodes::parse(&cfg.url).map_err(BrokerError::Url)?;
+        let n = nodes.len();
+        // The last certificate refusal, and the last other failure.
+        let (mut refusal, mut failure) = (None, None);
+        for i in nodes::order(n) {
+            let node = &nodes[i];
+            match Session::open_on(cfg, node, name).await {
+                Ok(session) => {
+                    nodes::opened(i, n);
+                    tracing::debug!(node = %node.label, "broker session opened");
+                    return Ok(session);
+                }
+                Err(e @ BrokerError::TopologyMismatch(_)) => return Err(e),
+                Err(e) => {
+                    if n > 1 {
+                        tracing::warn!(node = %node.label, error = %describe(&e),
+                            "broker node failed; trying the next");
+                    }
+                    if matches!(e, BrokerError::Tls { .. }) {
+                        refusal = Some(e);
+                    } else {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        // A node that is merely down may come back: only when every node refused our TLS is
+        // the refusal the answer. (The list is never empty: `nodes::parse` says so.)
+        Err(failure
+            .or(refusal)
+            .unwrap_or_else(|| BrokerError::Url("no broker node".into())))
+    }
+
+    async fn open_on(
+        cfg: &BrokerConfig,
+        node: &nodes::Node,
+        name: &str,
+    ) -> Result<Session, BrokerError> {
+        let mut uri = node.uri.clone();
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(cfg.heartbeat_secs);
         }
         if uri.query.connection_timeout.is_none() {
             uri.query.connection_timeout = Some(cfg.op_timeout.as_millis() as u64);
         }
-        let props = ConnectionProperties::default().with_connection_name(name.into());
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("{name} @ {}", node.label).into());
+        let runtime = lapin::runtime::default_runtime()?;
         let conn = timed(
             "connect",
             cfg.op_timeout,
-            Connection::connect_uri(uri, props),
+            Connection::connect_uri_with_config(uri, props, lapin_tls(&cfg.tls), runtime),
         )
-        .await?;
+        .await
+        .map_err(|e| refused_certificate(e, &node.label))?;
         let channel = timed("channel.open", cfg.op_timeout, conn.create_channel()).await?;
         timed(
             "confirm.select",
@@ -248,7 +336,13 @@ impl Session {
             topology,
             op_timeout: cfg.op_timeout,
             acks: Acks::default(),
+            node: node.label.clone(),
         })
+    }
+
+    /// The node this session is on (`amqps://host:port`, no credentials).
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn topology(&self) -> &Topology {

@@ -38,6 +38,9 @@ impl Producer {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if first.is_permanent() {
+            return Err(first);
+        }
         let wait = retry::reconnect_delays().next().unwrap_or(retry::MIN_DELAY);
         tracing::warn!(job = %id, error = %super::describe(&first), wait_ms = wait.as_millis() as u64,
             "publish failed; retrying on a new connection");

@@ -28,10 +28,13 @@ pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
         }
         if let Err(e) = producer.publish(id).await {
             producer.close().await;
-            return Err(CliError::internal(format!(
-                "publishing {id} failed: {}",
-                describe(&e)
-            )));
+            let why = format!("publishing {id} failed: {}", describe(&e));
+            // A refused certificate or a bad URL is a setting to fix (exit 2), not an outage.
+            return Err(if e.is_permanent() {
+                CliError::usage(why)
+            } else {
+                CliError::internal(why)
+            });
         }
         published.push(*id);
         println!("{id}");

@@ -34,7 +34,7 @@ use crate::telemetry::redact;
 ///
 /// | code | variant | when |
 /// |---|---|---|
-/// | 2 | [`Exit::Usage`] | a bad flag, argument or id, or a setting that does not validate |
+/// | 2 | [`Exit::Usage`] | a bad flag, argument or id, or a setting that does not validate (also a TLS certificate the broker or database refused, or ours they refused) |
 /// | 3 | [`Exit::Integrity`] | `run`: the job failed with a non-LLM error, or is in progress elsewhere |
 /// | 7 | [`Exit::Precondition`] | a named invariant refused the request: job not found, not due, an LLM refusal, a publish not confirmed, a terminal job on cancel, no dead letter matched |
 /// | 64 | [`Exit::Internal`] | the database, the broker or the file system failed |
@@ -112,19 +112,35 @@ impl fmt::Display for CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> CliError {
-        CliError::new(Exit::Internal, e)
+        let refused = e
+            .downcast_ref::<StoreError>()
+            .is_some_and(|s| crate::app::tls_refused(s).is_some());
+        CliError::new(if refused { Exit::Usage } else { Exit::Internal }, e)
     }
 }
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
-        CliError::new(Exit::Internal, e.into())
+        // A refused certificate is a setting to fix (`sslrootcert=`, `sslmode=`), not an outage.
+        let exit = if crate::app::tls_refused(&e).is_some() {
+            Exit::Usage
+        } else {
+            Exit::Internal
+        };
+        CliError::new(exit, e.into())
     }
 }
 
 impl From<BrokerError> for CliError {
     fn from(e: BrokerError) -> CliError {
-        CliError::new(Exit::Internal, e.into())
+        // What retrying cannot fix (a refused certificate, a bad URL, a queue declared with
+        // other arguments) is a setting to change, as for any bad flag.
+        let exit = if e.is_permanent() {
+            Exit::Usage
+        } else {
+            Exit::Internal
+        };
+        CliError::new(exit, e.into())
     }
 }
 

@@ -1,8 +1,8 @@
 //! `/healthz`, `/readyz` and `/metrics`: the routes probes and scrapers use.
 //!
 //! They answer exactly as the hand-written listener they replace did (README "Operations"):
-//! `/healthz` is `ok` while the process runs, `/readyz` names the broker and the database
-//! and is 503 when either is down, `/metrics` is the Prometheus text from
+//! `/healthz` is `ok` while the process runs, `/readyz` names the broker (and the node the
+//! worker is on) and the database and is 503 when either is down, `/metrics` is the Prometheus text from
 //! `metrics-exporter-prometheus`. The limits around them are the shared ones of
 //! [`super::harden`].
 
@@ -176,9 +176,21 @@ async fn readyz(State(state): State<ProbeState>) -> Response {
     let (ready, body) = match &state.broker {
         BrokerReadiness::Worker(health) => {
             let broker = health.broker_ready.load(Ordering::Relaxed);
+            // The node of the session (the last one while down): with a cluster in AMQP_URL,
+            // which node a replica is on is the first question when one is unready.
+            let node = health
+                .broker_node
+                .lock()
+                .map(|n| n.clone())
+                .unwrap_or_default();
+            let node = if node.is_empty() {
+                String::new()
+            } else {
+                format!(" (node {node})")
+            };
             (
                 broker && db,
-                format!("broker: {}\ndatabase: {}\n", word(broker), word(db)),
+                format!("broker: {}{node}\ndatabase: {}\n", word(broker), word(db)),
             )
         }
         BrokerReadiness::NotRequired => (db, format!("database: {}\n", word(db))),

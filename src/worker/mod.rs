@@ -73,6 +73,8 @@ pub struct WorkerConfig {
 pub struct Health {
     /// A broker session is open and consuming.
     pub broker_ready: AtomicBool,
+    /// The broker node of the current (or last) session, for `/readyz`.
+    pub broker_node: std::sync::Mutex<String>,
 }
 
 struct Ctx {
@@ -160,7 +162,11 @@ pub async fn run(
                 continue;
             }
         };
+        if let Ok(mut node) = health.broker_node.lock() {
+            *node = session.node().to_string();
+        }
         tracing::info!(
+            node = session.node(),
             queue = session.topology().queue(),
             prefetch = ctx.cfg.prefetch,
             concurrency = ctx.cfg.concurrency,

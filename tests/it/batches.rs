@@ -475,6 +475,7 @@ async fn batch_acks_never_settle_a_tag_twice(pool: PgPool) {
     let h = Harness::new(pool).await;
     let cfg = BrokerConfig {
         url: crate::testkit::harness::amqp_url(),
+        tls: Default::default(),
         base: h.base.clone(),
         delivery_limit: 10,
         heartbeat_secs: 5,

@@ -15,6 +15,8 @@
 //! * [`budgets`]: retry budgets per reason and crafted counters, through the real broker.
 //! * [`security`]: secrets kept out of `--help`. [`parsers`]: property tests of every parser
 //!   of outside input (bodies, ids, headers, envelopes, trusted keys, durations, redaction).
+//! * [`tls`]: production connections: mutual TLS to a private RabbitMQ node, a wrong CA
+//!   refused, a node list whose first node is dead, URLs that are not AMQP.
 //! * [`dashboard`]: the operator dashboard in a real browser (chromium through chromedriver),
 //!   against a real `decay-worker dashboard` process; [`dashboard_query`]: property tests of
 //!   its query-string parsing; [`dashboard_audit`]: a job's whole attestation on its page.
@@ -36,5 +38,6 @@ mod parsers;
 mod runner;
 mod security;
 mod testkit;
+mod tls;
 mod trust;
 mod worker;

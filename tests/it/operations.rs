@@ -31,7 +31,9 @@ async fn health_readiness_and_metrics_of_a_real_worker(pool: PgPool) {
     })
     .await;
     let (_, body) = http_get(port, "/readyz").await;
-    assert_eq!(body, "broker: ok\ndatabase: ok\n");
+    // It names the node it consumes from (the only one here), without credentials.
+    let node = &decay_worker::broker::nodes::parse(&amqp_url()).unwrap()[0].label;
+    assert_eq!(body, format!("broker: ok (node {node})\ndatabase: ok\n"));
     assert_eq!(http_get(port, "/nope").await.0, 404);
 
     // Before any delivery no job series exists (a counter appears with its first increment).

@@ -134,6 +134,7 @@ impl Harness {
         let base = format!("test.{}", uuid::Uuid::new_v4().simple());
         let broker = BrokerConfig {
             url: amqp_url(),
+            tls: Default::default(),
             base: base.clone(),
             delivery_limit: 10,
             heartbeat_secs: 5,
