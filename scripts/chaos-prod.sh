@@ -198,17 +198,20 @@ prod_teardown() { # scenario
   esac
 }
 
-# Expect `$@` to fail with exit 2 and one stderr line containing $want; note the outcome.
+# Expect `$@` to fail with exit 2 and exactly one error line (`decay-worker: ...`, the last
+# line of stderr) containing $want; before it only the log lines of a process that started
+# (consume logs at info). Note the outcome.
 expect_refusal() { # label want cmd...
-  local label=$1 want=$2 err rc lines; shift 2
+  local label=$1 want=$2 err rc errors last; shift 2
   err=$(timeout 90 "$@" 2>&1 >/dev/null); rc=$?
-  lines=$(printf '%s\n' "$err" | grep -c .)
-  printf '%s rc=%s lines=%s: %s\n' "$label" "$rc" "$lines" "$err" >>"$SD/refusals.txt"
-  if [ "$rc" = 2 ] && [ "$lines" = 1 ] && [[ "$err" == *"$want"* ]]; then
-    note FAULTS "$label refused: exit 2, \"$(printf '%s' "$err" | cut -c1-160)\""
+  errors=$(printf '%s\n' "$err" | grep -c '^decay-worker: ')
+  last=$(printf '%s\n' "$err" | tail -1)
+  printf '%s rc=%s: %s\n' "$label" "$rc" "$err" >>"$SD/refusals.txt"
+  if [ "$rc" = 2 ] && [ "$errors" = 1 ] && [[ "$last" == "decay-worker: "*"$want"* ]]; then
+    note FAULTS "$label refused: exit 2, \"$(printf '%s' "$last" | cut -c1-150)...\""
     return 0
   fi
-  note FAULTS "$label NOT refused as expected: exit $rc, $lines line(s)"
+  note FAULTS "$label NOT refused as expected: exit $rc, $errors error line(s)"
   return 1
 }
 

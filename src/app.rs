@@ -72,10 +72,16 @@ pub async fn connect_store(db: &DatabaseArgs, pool: Pool) -> anyhow::Result<Stor
     Store::connect(&db.store_config(pool.connections()))
         .await
         .map_err(|e| {
-            anyhow!(
-                "cannot reach the database at {}: {e}",
-                redact(&db.database_url)
-            )
+            let url = redact(&db.database_url);
+            // The store error stays the source, so the exit code can tell a refused
+            // certificate (exit 2) from an outage.
+            let line = match tls_refused(&e) {
+                Some(why) => format!(
+                    "TLS to the database at {url} refused: {why} (check sslrootcert= and sslmode= in DATABASE_URL)"
+                ),
+                None => format!("cannot reach the database at {url}: {e}"),
+            };
+            anyhow::Error::new(e).context(line)
         })
 }
 

@@ -335,3 +335,132 @@ async fn a_url_that_is_not_amqp_exits_2_at_once(pool: PgPool) {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--amqp-ca-file"), "{stderr}");
 }
+
+/// A private PostgreSQL cluster with `ssl=on` (port 5692), stopped and removed on drop.
+struct TlsPostgres {
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+const PG_TLS_PORT: u16 = 5692;
+
+impl TlsPostgres {
+    fn start(certs: &Path) -> TlsPostgres {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").unwrap();
+        let newest = versions
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .max()
+            .unwrap();
+        let bin = PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin"));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        std::fs::create_dir_all(d.join("tls")).unwrap();
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            std::fs::copy(certs.join(f), d.join("tls").join(f)).unwrap();
+        }
+        run(StdCommand::new("chmod").arg("755").arg(&d));
+        run(StdCommand::new("chown").args(["-R", "postgres"]).arg(&d));
+        run(StdCommand::new("chmod")
+            .arg("600")
+            .arg(d.join("tls/server.key")));
+        let pg = TlsPostgres { dir, bin };
+        pg.as_postgres(&format!(
+            "{}/initdb -D {}/data -A trust -U postgres",
+            pg.bin.display(),
+            d.display()
+        ));
+        let tls = d.join("tls");
+        pg.as_postgres(&format!(
+            "{}/pg_ctl -D {d}/data -l {d}/log -w start -o '-p {PG_TLS_PORT} -k {d} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={t}/server.pem -c ssl_key_file={t}/server.key'",
+            pg.bin.display(),
+            d = d.display(),
+            t = tls.display()
+        ));
+        pg
+    }
+
+    fn as_postgres(&self, script: &str) {
+        run(StdCommand::new("su").args(["postgres", "-c", script]));
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{PG_TLS_PORT}/postgres?{query}")
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("su")
+            .args([
+                "postgres",
+                "-c",
+                &format!(
+                    "{}/pg_ctl -D {}/data -m immediate -w stop",
+                    self.bin.display(),
+                    self.dir.path().display()
+                ),
+            ])
+            .output();
+    }
+}
+
+/// `sslmode=verify-full` with the right `sslrootcert` works; with the wrong one every command,
+/// `consume` included, stops at once with exit 2 and one line.
+#[tokio::test]
+async fn the_database_over_verified_tls_and_a_wrong_ca_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let pg = TlsPostgres::start(certs.path());
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let wrong = certs.path().join("wrong-ca.pem").display().to_string();
+    let cli = |url: String, args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_decay-worker"))
+            .args(args)
+            .env("DATABASE_URL", url)
+            .env("DECAY_HTTP_ADDR", "127.0.0.1:0")
+            .output()
+    };
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        format!("sslmode=verify-ca&sslrootcert={ca}"),
+        "sslmode=require".to_string(),
+    ] {
+        let out = cli(pg.url(&query), &["migrate"]).await.unwrap();
+        assert!(out.status.success(), "{query}: {out:?}");
+    }
+    // The server really speaks TLS to us.
+    let out = cli(
+        pg.url(&format!("sslmode=verify-full&sslrootcert={ca}")),
+        &["jobs", "stats"],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    for args in [&["jobs", "stats"][..], &["consume"][..]] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            cli(
+                pg.url(&format!("sslmode=verify-full&sslrootcert={wrong}")),
+                args,
+            ),
+        )
+        .await
+        .expect("a refused certificate is not waited for")
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("decay-worker: "), "{stderr}");
+        assert!(last.contains("invalid peer certificate"), "{stderr}");
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("decay-worker: "))
+                .count(),
+            1,
+            "{stderr}"
+        );
+    }
+    drop(pg);
+}
