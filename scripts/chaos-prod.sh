@@ -227,7 +227,8 @@ prod_inject() {
       db_plain=$(q -c "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'decay-worker' AND NOT s.ssl")
       amqp_tls=$(rmqctl list_connections name ssl --no-table-headers -q 2>/dev/null | grep -c 'true$')
       note FAULTS "over TLS: $db_tls database session(s) ($db_plain plain), $amqp_tls broker connection(s) with a client certificate"
-      local ok=1 id; id=$(head -1 "$SD/manifest.txt")
+      local ok=1 id=""
+      while [ -z "$id" ]; do id=$(head -1 "$SD/manifest.txt"); [ -n "$id" ] || sleep 0.5; done
       ((db_tls > 0 && db_plain == 0 && amqp_tls > 0)) || ok=0
       expect_refusal "broker, wrong CA (enqueue)" "invalid peer certificate" \
         env DECAY_AMQP_CA_FILE="$CERTS/wrong-ca.pem" "$W" enqueue "$id" || ok=0
