@@ -16,7 +16,7 @@
 # Uses from chaos.sh: log, note, now, q, rmqctl, pg_restart_fast, PGOPTS, PGD, RD, NODE, AMQP,
 # WORK, SD, S, BASE, DB, PG_PORT and the hooks it calls (prod_* below).
 
-TLS_PORT=5674
+TLS_PORT=${CHAOS_TLS_PORT:-5674}
 CL_PORTS=(5681 5682 5683)
 CL_NODES=(chaosc1@localhost chaosc2@localhost chaosc3@localhost)
 CERTS=$WORK/certs

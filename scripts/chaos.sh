@@ -45,10 +45,13 @@ while (($#)); do
 done
 
 # ---- settings ---------------------------------------------------------------------------------
-NODE=chaos@localhost
-RMQ_PORT=5673
-RMQ_DIST_PORT=25673
-PG_PORT=5433
+# Fixed by default, so runs take turns under `flock -o /tmp/chaos.lock` (-o: the daemonized broker
+# and database must not inherit the lock); CHAOS_NODE, CHAOS_RMQ_PORT, CHAOS_RMQ_DIST_PORT,
+# CHAOS_PG_PORT and CHAOS_TLS_PORT move a run to other ports.
+NODE=${CHAOS_NODE:-chaos@localhost}
+RMQ_PORT=${CHAOS_RMQ_PORT:-5673}
+RMQ_DIST_PORT=${CHAOS_RMQ_DIST_PORT:-25673}
+PG_PORT=${CHAOS_PG_PORT:-5433}
 AMQP="amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f"
 WORKERS=(w1 w2 w3)
 
