@@ -22,8 +22,8 @@
 # when any count is non-zero. Logs stay in $CHAOS_OUT (default /tmp/chaos-<time>).
 #
 # Needs root (the PostgreSQL and RabbitMQ wrappers drop to their users), rabbitmq-server,
-# PostgreSQL 15 server binaries, psql, python3, and a built target/debug/decay-worker
-# (built with `cargo build --locked` when missing; CHAOS_BIN=path overrides).
+# PostgreSQL 15 server binaries, psql, python3, openssl (scenario 10), and a built
+# target/debug/decay-worker (built with `cargo build --locked` when missing; CHAOS_BIN overrides).
 # Workers run with batches on (DECAY_BATCH_SIZE, default 16 = the prefetch; CHAOS_BATCH_SIZE=1 turns
 # them off), so the kill scenarios kill mid-batch.
 set -uo pipefail
@@ -38,7 +38,7 @@ while (($#)); do
     --full) MODE=full ;;
     --only) ONLY=$2; shift ;;
     --only=*) ONLY=${1#--only=} ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
