@@ -229,6 +229,11 @@ pub async fn run(
         let _ = intake.await;
 
         if stopping {
+            // Count only tasks still running: a task that finished (a batch that handed its
+            // LLM jobs back, say) stays in the set until joined, and the loop joins only when
+            // it next goes round. Its permit's release wakes the loop before the runtime
+            // marks it finished, so without this the count could include it.
+            while tasks.try_join_next().is_some() {}
             tracing::info!(
                 in_flight = tasks.len(),
                 "shutting down: draining in-flight jobs"
