@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 use sqlx::PgPool;
 
 use crate::testkit::attest::{place_envelope, sign_for, trusted_keys_file};
-use crate::testkit::harness::{Harness, wait_until};
+use crate::testkit::harness::{Harness, http_get, metric, wait_until};
 use crate::testkit::openai::{HeldOpenAi, summary_of};
 use crate::testkit::*;
 
@@ -59,13 +59,31 @@ async fn duplicate_publishes_are_harmless(pool: PgPool) {
         h.count_state("completed").await == 100
     })
     .await;
-    wait_until(LONG, "all 300 messages acked", || async {
-        h.ready_in(&h.base).await == 0
-    })
+    // The queue being empty is not enough to stop the worker: it may still hold prefetched
+    // duplicates it has not started, and a duplicate that met its job's first delivery
+    // mid-settle was retried (`in_progress`) and waits in a retry tier. Stopped then, those
+    // messages go back to the queue, correctly. So wait until every one of the 300 messages
+    // had its last word from this worker: an outcome that settles it for good.
+    wait_until(
+        LONG,
+        "an outcome for good for each of the 300 messages",
+        || async { final_outcomes(&http_get(w.port, "/metrics").await.1) == 300.0 },
+    )
     .await;
     assert_eq!(w.terminate().await, Some(0));
     assert_eq!(h.assert_exactly_one_summary_per_job().await, 100);
-    assert_eq!(h.left_in(&h.base).await, 0, "nothing left unacked");
+    // The drain finished the acks of those outcomes: nothing unacked, nothing in a tier.
+    assert_eq!(h.left_in_base_and_tiers().await, 0, "nothing left unacked");
+    h.assert_nothing_dead_lettered().await;
+}
+
+/// Deliveries the worker settled for good, from its `/metrics`: every `decay_jobs_total`
+/// outcome except the two that send the message round again through a retry tier.
+fn final_outcomes(metrics: &str) -> f64 {
+    ["completed", "noop", "failed", "claim_lost", "dead_lettered"]
+        .iter()
+        .filter_map(|o| metric(metrics, &format!("decay_jobs_total{{outcome=\"{o}\"}}")))
+        .sum()
 }
 
 #[sqlx::test(migrations = "./migrations")]

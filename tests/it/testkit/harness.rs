@@ -326,6 +326,18 @@ impl Harness {
         self.ready_in(queue).await
     }
 
+    /// Messages left in the base's queue ([`Harness::left_in`]) and in its retry tiers, once
+    /// no consumer holds any. A message waiting in a tier is not settled: it comes back to
+    /// the queue when its delay ends, possibly after the test stopped its workers.
+    pub async fn left_in_base_and_tiers(&self) -> u32 {
+        let mut left = self.left_in(&self.base).await;
+        let topology = self.session().topology().clone();
+        for (tier, _) in decay_worker::broker::topology::RETRY_TIERS {
+            left += self.ready_in(&topology.retry_queue(tier)).await;
+        }
+        left
+    }
+
     pub async fn ready_in(&self, queue: &str) -> u32 {
         self.session().queue_counts(queue).await.unwrap().0
     }
