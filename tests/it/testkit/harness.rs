@@ -480,6 +480,17 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .map(|(_, v)| v.parse().unwrap())
 }
 
+/// Deliveries a worker settled for good, from its `/metrics` body: every `decay_jobs_total`
+/// outcome except the two that send the message round again through a retry tier
+/// (`retried`, `deferred`). Once a worker has counted an outcome, its task acks the delivery,
+/// and a SIGTERM drain waits for that task.
+pub fn settled_for_good(metrics: &str) -> f64 {
+    ["completed", "noop", "failed", "claim_lost", "dead_lettered"]
+        .iter()
+        .filter_map(|o| metric(metrics, &format!("decay_jobs_total{{outcome=\"{o}\"}}")))
+        .sum()
+}
+
 /// The value of a series that must be there: fails, showing the body, when it is absent.
 pub fn metric_value(text: &str, series: &str) -> f64 {
     metric(text, series).unwrap_or_else(|| panic!("no series `{series}` in:\n{text}"))
