@@ -139,8 +139,9 @@ fn require_attestation(row: &JobRecord, attestation: Option<&Path>) -> Result<()
     Ok(())
 }
 
-/// Run the requested job, or the head of the ready list. A runner error (the job could not be
-/// settled) is an integrity failure.
+/// Run the requested job, or the head of the ready list. A transient runner error is an
+/// internal failure (the job is untouched); any other (the job could not be settled) is an
+/// integrity failure.
 async fn execute(
     runner: &Runner,
     requested: Option<&DecayJobId>,
@@ -163,6 +164,11 @@ async fn execute(
             NO_PENDING_JOBS,
             NO_PENDING_JOBS_REASON,
         )),
+        // The database's trouble (down, failing over, a cancelled statement): the job was left
+        // as it was and can simply be run again, so this is no integrity failure.
+        Err(e) if e.is_transient() => Err(CliError::internal(format!(
+            "{e}; the job was left as it was, run it again"
+        ))),
         Err(e) => Err(CliError::integrity(e)),
     }
 }

@@ -19,7 +19,8 @@ use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandl
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::telemetry::redact;
 use crate::worker::Health;
 
 /// Default listener address of `/healthz`, `/readyz` and `/metrics`.
@@ -168,11 +169,12 @@ async fn metrics_text(State(state): State<ProbeState>) -> Response {
 }
 
 async fn readyz(State(state): State<ProbeState>) -> Response {
-    let db = matches!(
-        tokio::time::timeout(READINESS_DB_TIMEOUT, state.store.ping()).await,
-        Ok(Ok(()))
-    );
+    let db = database_readiness(&state.store).await;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let db_line = match &db {
+        Ok(()) => "database: ok\n".to_string(),
+        Err(why) => format!("database: unavailable ({why})\n"),
+    };
     let (ready, body) = match &state.broker {
         BrokerReadiness::Worker(health) => {
             let broker = health.broker_ready.load(Ordering::Relaxed);
@@ -189,11 +191,11 @@ async fn readyz(State(state): State<ProbeState>) -> Response {
                 format!(" (node {node})")
             };
             (
-                broker && db,
-                format!("broker: {}{node}\ndatabase: {}\n", word(broker), word(db)),
+                broker && db.is_ok(),
+                format!("broker: {}{node}\n{db_line}", word(broker)),
             )
         }
-        BrokerReadiness::NotRequired => (db, format!("database: {}\n", word(db))),
+        BrokerReadiness::NotRequired => (db.is_ok(), db_line),
     };
     let status = if ready {
         StatusCode::OK
@@ -201,6 +203,26 @@ async fn readyz(State(state): State<ProbeState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     text(status, "text/plain", body)
+}
+
+/// The database is ready only when a writable primary answers: a worker whose endpoint leads
+/// to a standby (mid-failover) can run no job. `Err`: why not, in one redacted line — the
+/// pool's last refusal (a read-only server) when it has one, since a refused connection
+/// otherwise only shows up as a timeout.
+async fn database_readiness(store: &Store) -> Result<(), String> {
+    let checked = tokio::time::timeout(READINESS_DB_TIMEOUT, store.check_writable()).await;
+    let why = match checked {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e @ StoreError::ReadOnly(_))) => e.to_string(),
+        Ok(Err(e @ StoreError::Database(sqlx::Error::PoolTimedOut))) => {
+            store.last_refusal().unwrap_or_else(|| e.to_string())
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => store
+            .last_refusal()
+            .unwrap_or_else(|| format!("no answer within {READINESS_DB_TIMEOUT:?}")),
+    };
+    Err(redact(&why).replace('\n', " "))
 }
 
 /// `decay-worker health`: GET `/healthz` on the local listener; true when it answers 200.

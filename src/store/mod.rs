@@ -11,71 +11,25 @@
 mod clock;
 pub mod dashboard;
 mod dead_letters;
+pub mod error;
 mod jobs;
 mod memories;
+mod pool;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 
 pub use clock::Clock;
 pub use dead_letters::{DeadLetterRow, DeadLetterSelector, NewDeadLetter, TakenDeadLetters};
+pub use error::{ErrorClass, StoreError};
 pub use jobs::{
     BATCH_LOCK_TIMEOUT, CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob,
     RECONCILE_LOCK_KEY, ReconcilePass, SettleEffect, SettleGuard, SettleOutcome,
 };
 pub use memories::{NewEpisode, NewMemory, NewPrinciple};
-
-/// Errors of the store. The worker decides retry vs. fail from [`StoreError::is_transient`].
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("validation failed: {0}")]
-    Validation(String),
-}
-
-impl StoreError {
-    /// A lock wait gave up (`55P03 lock_not_available`, from a `lock_timeout`).
-    pub fn is_lock_timeout(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(db))
-            if db.code().as_deref() == Some("55P03"))
-    }
-
-    /// A failure of the connection or the server rather than of the data: retrying later can
-    /// succeed, so it must never settle a job `failed` (DESIGN §3 rule 6).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Database(e) => is_transient_sqlx(e),
-            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_transient_sqlx(e),
-            _ => false,
-        }
-    }
-}
-
-fn is_transient_sqlx(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 53: insufficient resources; 57P0x: admin/crash
-            // shutdown, cannot connect now; 40001/40P01: serialization failure, deadlock.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P")
-                || code == "40001"
-                || code == "40P01"
-        }),
-        _ => false,
-    }
-}
 
 /// Default PostgreSQL URL: the local server of the test setup.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -99,28 +53,37 @@ pub struct Store {
     pool: PgPool,
     /// The clock every statement reads ([`Clock::Database`] unless a test froze it).
     clock: Clock,
+    /// Why the pool last refused a connection (a read-only server), for `/readyz`.
+    refusal: Arc<pool::Refusal>,
 }
 
 impl Store {
     /// Build a pool without connecting yet: the first query connects, so a worker can start
-    /// (and report not-ready) while the database is still coming up.
+    /// (and report not-ready) while the database is still coming up. Its connections are
+    /// checked for writability (a failover can leave them on a standby; see `store/pool.rs`).
     pub fn connect_lazy(cfg: &StoreConfig) -> Result<Store, StoreError> {
         let opts = PgConnectOptions::from_str(&cfg.url)?.application_name("decay-worker");
-        let pool = PgPoolOptions::new()
-            .max_connections(cfg.max_connections.max(1))
-            .acquire_timeout(cfg.acquire_timeout)
-            .connect_lazy_with(opts);
+        let (pool, refusal) = pool::lazy_pool(cfg, opts);
         Ok(Store {
             pool,
             clock: Clock::Database,
+            refusal,
         })
     }
 
-    /// Connect and check the database answers.
+    /// Connect and check the database answers. A server that refuses writes makes the pool
+    /// time out; the error then says it was read-only rather than "pool timed out".
     pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
         let store = Store::connect_lazy(cfg)?;
-        store.ping().await?;
-        Ok(store)
+        match store.ping().await {
+            Ok(()) => Ok(store),
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut)) => Err(store
+                .last_refusal()
+                .map_or(StoreError::Database(sqlx::Error::PoolTimedOut), |why| {
+                    StoreError::ReadOnly(why)
+                })),
+            Err(e) => Err(e),
+        }
     }
 
     /// Wrap an existing pool (tests get theirs from `#[sqlx::test]`).
@@ -128,6 +91,7 @@ impl Store {
         Store {
             pool,
             clock: Clock::Database,
+            refusal: Arc::default(),
         }
     }
 
@@ -147,6 +111,22 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Is a writable primary answering? `Err(StoreError::ReadOnly)` when the server reached
+    /// refuses writes (readiness probe: a worker on a standby is not ready).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match pool::read_only_reason(&mut conn).await? {
+            None => Ok(()),
+            Some(why) => Err(StoreError::ReadOnly(why)),
+        }
+    }
+
+    /// Why the pool last refused a connection, if the last one it checked was refused: the
+    /// reason `/readyz` gives while no writable primary answers.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.refusal.get()
     }
 
     /// Close the pool, waiting for connections to be returned.

@@ -11,6 +11,8 @@
 //!   whatever shares a batch, a job's own failure stays its own, a database error commits
 //!   nothing.
 //! * [`llm`]: LLM summaries: every refusal recorded, attested summaries, operator tooling.
+//! * [`failover`]: what a database failover throws at a run (a cancelled statement, a
+//!   read-only server) leaves the job pending, and it completes afterwards.
 //! * [`operations`]: probes and metrics, secrets kept out of logs, dead-letter tools, the demo.
 //! * [`budgets`]: retry budgets per reason and crafted counters, through the real broker.
 //! * [`security`]: secrets kept out of `--help`. [`parsers`]: property tests of every parser
@@ -32,6 +34,7 @@ mod clock;
 mod dashboard;
 mod dashboard_audit;
 mod dashboard_query;
+mod failover;
 mod llm;
 mod operations;
 mod parsers;
