@@ -13,7 +13,10 @@
 # times, interleaved · 7 consumer_timeout low with one job slower than it · 8 SIGTERM to workers
 # under load · 9 broker frozen with SIGSTOP, then SIGCONT · 10 TLS to the broker (mutual) and the
 # database with verification on, and a wrong CA refused · 11 a 3-node RabbitMQ cluster whose
-# work-queue leader is killed with kill -9 (scenarios 10 and 11: scripts/chaos-prod.sh).
+# work-queue leader is killed with kill -9 (scenarios 10 and 11: scripts/chaos-prod.sh) ·
+# 12 PostgreSQL switchover (primary stopped, streaming standby promoted behind a TCP proxy) ·
+# 13 asynchronous replication loses settles acked on the old primary; the reconciler brings
+# those jobs back.
 #
 # Per scenario: a fresh database and queue base, seeded memories, 3 supervised workers (w3 also
 # runs the reconciler every 5 s), a producer that inserts jobs in batches and republishes
@@ -73,6 +76,7 @@ PULSE_SECS=2     # so that faults catch jobs in flight (scenarios 1-4, 8, 9)
 
 SCENARIO_NAMES=("" worker-kill9 broker-kill9 broker-stop-app pg-restart poison triple-publish
   consumer-timeout sigterm broker-sigstop tls cluster-leader-kill9)
+SCENARIO_NAMES[12]=pg-switchover SCENARIO_NAMES[13]=pg-async-loss
 
 log() { printf '%s chaos: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }
@@ -86,7 +90,7 @@ for tool in rabbitmq-server rabbitmqctl psql python3; do
 done
 PGBIN=/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/bin
 [ -x "$PGBIN/initdb" ] || { echo "chaos: no PostgreSQL server binaries under $PGBIN" >&2; exit 2; }
-SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11)
+SCENARIOS=(1 2 3 4 5 6 7 8 9 10 11 12 13)
 [ -n "$ONLY" ] && IFS=, read -r -a SCENARIOS <<<"$ONLY"
 WORK=$(mktemp -d /tmp/chaos-data.XXXXXX)
 chmod 755 "$WORK"
@@ -96,7 +100,7 @@ PGOPTS="-p $PG_PORT -k $PGD -c listen_addresses=127.0.0.1"
 # shellcheck source=scripts/chaos-prod.sh
 source "$ROOT/scripts/chaos-prod.sh"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in $RMQ_PORT $RMQ_DIST_PORT $PG_PORT $(prod_ports); do
+for port in $RMQ_PORT $RMQ_DIST_PORT $PG_PORT $(prod_ports) 5450 5451 5452; do
   if port_open "$port"; then
     echo "chaos: port $port is in use (another chaos run?); refusing to start" >&2
     rm -rf "$WORK"
@@ -177,6 +181,165 @@ pg_restart_fast() { pgctl "-m fast -w restart -o '$PGOPTS'" >/dev/null; }
 pg_stop_fast() { pgctl "-m fast -w stop" >/dev/null; }
 pg_teardown() { [ -f "$PGD/data/postmaster.pid" ] && pgctl "-m immediate -w stop" >/dev/null 2>&1; }
 
+# ---- PostgreSQL failover (scenarios 12, 13) ---------------------------------------------------
+# A primary (FO_A) and a streaming standby (FO_B, pg_basebackup -R) of their own, behind
+# tests/chaos/pgproxy.py on FO_PROXY, the stable endpoint every client of these scenarios uses
+# (workers, producer, checker). 12: a switchover under load (fast stop of the primary, promote,
+# point the proxy at the standby). 13: asynchronous replication's honest loss — replication is
+# cut, a batch is settled and acked on the primary, the primary dies, the standby is promoted:
+# those jobs are `pending` again in the surviving history and only the reconciler (w3, stale
+# after 20 s) brings them back; each then runs exactly once there (the checker's counts).
+FO_A=5450 FO_B=5451 FO_PROXY=5452 FOD=""
+FO_CUT_BATCH=3      # scenario 13: the batch published after replication is cut
+fo_scenario() { [ "$1" = 12 ] || [ "$1" = 13 ]; }
+fo_pgctl() { local dir=$1; shift; su postgres -c "$PGBIN/pg_ctl -D $dir $*"; }
+fo_opts() { echo "-p $1 -k $FOD -c listen_addresses=127.0.0.1"; }
+fo_psql() { local port=$1; shift; psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres "$@"; }
+fo_setup() {
+  FOD=$WORK/pgfo.$1
+  mkdir -p "$FOD"; chown postgres "$FOD"
+  su postgres -c "$PGBIN/initdb -D $FOD/a -A trust -U postgres" >"$FOD/initdb.log" 2>&1 || return 1
+  fo_pgctl "$FOD/a" "-o '$(fo_opts $FO_A)' -l $FOD/a.log -w start" >/dev/null || return 1
+  su postgres -c "$PGBIN/pg_basebackup -h 127.0.0.1 -p $FO_A -U postgres -D $FOD/b -R -X stream" \
+    >>"$FOD/initdb.log" 2>&1 || return 1
+  fo_pgctl "$FOD/b" "-o '$(fo_opts $FO_B)' -l $FOD/b.log -w start" >/dev/null || return 1
+  echo "127.0.0.1:$FO_A" >"$FOD/target"
+  python3 "$CHAOS/pgproxy.py" --listen $FO_PROXY --target-file "$FOD/target" \
+    --pid-file "$FOD/proxy.pid" 2>>"$FOD/proxy.log" &
+  local k
+  for k in $(seq 1 50); do port_open $FO_PROXY && break; sleep 0.1; done
+  for k in $(seq 1 100); do
+    [ "$(fo_psql $FO_A -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 1 ] && break
+    sleep 0.1
+  done
+  ((k < 100)) || return 1
+  port_open $FO_PROXY || return 1
+  export PGPORT=$FO_PROXY
+}
+fo_teardown() {
+  [ -n "${FOD:-}" ] || return 0
+  [ -f "$FOD/proxy.pid" ] && kill "$(cat "$FOD/proxy.pid")" 2>/dev/null
+  local d
+  for d in a b; do
+    [ -f "$FOD/$d/postmaster.pid" ] && fo_pgctl "$FOD/$d" "-m immediate -w stop" >/dev/null 2>&1
+    [ -f "$FOD/$d.log" ] && cp "$FOD/$d.log" "$OUT/s$S/pg-$d.log" 2>/dev/null
+  done
+  [ -f "$FOD/proxy.log" ] && cp "$FOD/proxy.log" "$OUT/s$S/proxy.log" 2>/dev/null
+  rm -f "$FOD/proxy.pid"
+  FOD=""
+  export PGPORT=$PG_PORT
+}
+# Promote the standby and point the endpoint at it; the proxy drops every open connection.
+fo_promote_and_switch() {
+  fo_pgctl "$FOD/b" "-w promote" >/dev/null || { note FAULTS "promote FAILED"; return 1; }
+  echo "127.0.0.1:$FO_B" >"$FOD/target"
+  kill -USR1 "$(cat "$FOD/proxy.pid")"
+}
+# Seconds from $1 until a job settles on the new primary (writes resumed), or "never".
+fo_resumed_after() {
+  local t=$1 k
+  for k in $(seq 1 600); do
+    if [ "$(q -c "SELECT count(*) FROM decay_jobs WHERE state = 'completed'
+                   AND updated_at > to_timestamp($t)" 2>/dev/null)" -gt 0 ] 2>/dev/null; then
+      awk "BEGIN { printf \"%.1f\", $(now) - $t }"; return 0
+    fi
+    sleep 0.1
+  done
+  echo never
+}
+# Scenario 13's producer stops before publishing batch FO_CUT_BATCH until replication is cut,
+# and before the next batch until the promotion is done: rows inserted on the doomed primary
+# after the cut would vanish with it (the producer's loss, not a worker's), so none are.
+fo_producer_hook() { # batch pre|post: after the batch's rows are inserted | after its publish
+  [ "$S" = 13 ] && (($1 == FO_CUT_BATCH)) || return 0
+  local k
+  if [ "$2" = pre ]; then
+    touch "$SD/fo.cut.request"
+    for k in $(seq 1 600); do [ -e "$SD/fo.cut.done" ] && break; sleep 0.1; done
+  else
+    for k in $(seq 1 1200); do [ -e "$SD/fo.resume" ] && break; sleep 0.1; done
+  fi
+}
+fo_inject() {
+  local t_stop resumed
+  if [ "$S" = 12 ]; then
+    sleep 5
+    t_stop=$(now)
+    # A fast stop: the primary's walsender sends its shutdown checkpoint to the standby first,
+    # so a switchover loses nothing.
+    fo_pgctl "$FOD/a" "-m fast -w stop" >/dev/null
+    note FAULTS "primary stopped (fast) under load"
+    sleep 2   # the time a failover manager takes to notice and decide
+    fo_promote_and_switch && note FAULTS "standby promoted, proxy switched $(awk "BEGIN { printf \"%.1f\", $(now) - $t_stop }") s after the stop"
+    healed
+    resumed=$(fo_resumed_after "$t_stop")
+    note FAULTS "first job settled on the new primary ${resumed} s after the old one stopped"
+    echo "$resumed" >"$SD/fo.resumed"
+    return 0
+  fi
+  # 13: wait for the producer to stand at the cut batch, its rows on both servers.
+  local k lsn reverted n pending_now t_prom
+  for k in $(seq 1 1200); do [ -e "$SD/fo.cut.request" ] && break; sleep 0.1; done
+  lsn=$(fo_psql $FO_A -d postgres -c "SELECT pg_current_wal_lsn()")
+  for k in $(seq 1 300); do
+    [ "$(fo_psql $FO_B -d postgres -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
+    sleep 0.1
+  done
+  # Cut replication: the standby's walreceiver stops (primary_conninfo is reloadable).
+  su postgres -c "sed -i '/^primary_conninfo/d' $FOD/b/postgresql.auto.conf"
+  fo_psql $FO_B -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+  for k in $(seq 1 100); do
+    [ "$(fo_psql $FO_A -d postgres -c 'SELECT count(*) FROM pg_stat_replication')" = 0 ] && break
+    sleep 0.1
+  done
+  note FAULTS "replication cut before batch $FO_CUT_BATCH was published"
+  touch "$SD/fo.cut.done"
+  # The batch is published, run, settled and acked on the primary alone.
+  local lo=$((FO_CUT_BATCH * BATCH)) hi=$((FO_CUT_BATCH * BATCH + BATCH - 1))
+  for k in $(seq 1 300); do
+    [ "$(fo_psql $FO_A -d "$DB" -c "SELECT count(*) FROM decay_jobs WHERE state = 'completed'
+          AND id BETWEEN chaos_cid('dcy', $S, $lo) AND chaos_cid('dcy', $S, $hi)")" -ge $((BATCH / 2)) ] && break
+    sleep 0.1
+  done
+  sleep 1
+  fo_psql $FO_A -d "$DB" -c "SELECT id FROM decay_jobs WHERE state = 'completed' ORDER BY id" >"$SD/fo.primary.txt"
+  fo_psql $FO_B -d "$DB" -c "SELECT id FROM decay_jobs WHERE state = 'completed' ORDER BY id" >"$SD/fo.standby.txt"
+  comm -23 "$SD/fo.primary.txt" "$SD/fo.standby.txt" >"$SD/fo.reverted.txt"
+  n=$(wc -l <"$SD/fo.reverted.txt")
+  # The primary dies with those commits; the standby never saw them.
+  fo_pgctl "$FOD/a" "-m immediate -w stop" >/dev/null
+  t_prom=$(now)
+  fo_promote_and_switch
+  note FAULTS "$n job(s) settled and acked on the old primary never reached the standby; primary killed, standby promoted"
+  reverted=$(paste -sd, "$SD/fo.reverted.txt" | sed "s/[^,]*/'&'/g")
+  pending_now=0
+  ((n > 0)) && pending_now=$(q -c "SELECT count(*) FROM decay_jobs WHERE state = 'pending' AND id IN ($reverted)")
+  note FAULTS "right after the promotion $pending_now of them are pending again"
+  echo "$n $pending_now" >"$SD/fo.reverted"
+  healed
+  touch "$SD/fo.resume"
+  ((n > 0)) || return 0
+  for k in $(seq 1 1200); do
+    [ "$(q -c "SELECT count(*) FROM decay_jobs WHERE state = 'completed' AND id IN ($reverted)" 2>/dev/null)" = "$n" ] && break
+    sleep 0.1
+  done
+  note FAULTS "all $n back to completed $(awk "BEGIN { printf \"%.1f\", $(now) - $t_prom }") s after the promotion (the reconciler, stale after 20 s)"
+}
+# Did the fault hit? Sets `hit` and `why` of run_scenario.
+fo_hit() {
+  local tr; tr=$(cat "$SD"/w[123].log | grep -c 'why="transient"')
+  grep -q FAILED "$SD/notes.FAULTS" 2>/dev/null && { hit=0; why="a failover step failed"; return; }
+  if [ "$S" = 12 ]; then
+    why="$tr transient retr(ies); writes resumed $(cat "$SD/fo.resumed" 2>/dev/null) s after the stop"
+    ((tr > 0)) || hit=0
+    [ "$(cat "$SD/fo.resumed" 2>/dev/null)" = never ] && hit=0
+  else
+    local n p; read -r n p <"$SD/fo.reverted"
+    why="$n settle(s) lost with the old primary, $p pending after the promotion, $republished republished by the reconciler"
+    ((n > 0 && p == n && republished > 0)) || hit=0
+  fi
+}
+
 # ---- teardown, always -------------------------------------------------------------------------
 SUP_PIDS=()
 BG_PIDS=()
@@ -191,6 +354,7 @@ cleanup() {
     done
   fi
   for p in "${SUP_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  fo_teardown
   rmq_teardown
   cl_down
   pg_teardown
@@ -359,6 +523,7 @@ producer() {
     ids=()
     for ((i = lo; i <= hi; i++)); do printf -v id '%s_0%02X%023X' dcy "$S" "$i"; ids+=("$id"); done
     printf '%s\n' "${ids[@]}" >>"$SD/manifest.txt"
+    fo_producer_hook "$b" pre
     if [ "$PULSE" = 1 ]; then
       hold_locks decay_jobs "$PULSE_SECS" "${ids[@]:0:PULSE_JOBS}"
       mems=()
@@ -383,6 +548,7 @@ producer() {
     else
       enqueue_confirmed "${ids[@]}"
     fi
+    fo_producer_hook "$b" post
     if [ "$S" = 5 ]; then
       if ((next_missing < S5_MISSING)); then
         local mlo=$((0x100000 + next_missing)) mhi=$((0x100000 + next_missing + missing_per_batch - 1))
@@ -543,6 +709,7 @@ inject() {
       healed
       ;;
     10|11) prod_inject ;;
+    12|13) fo_inject ;;
     *) : ;;
   esac
 }
@@ -552,7 +719,7 @@ run_scenario() {
   SD=$OUT/s$S
   rm -rf "$SD"; mkdir -p "$SD"
   DB=chaos_s$S
-  DBURL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
+  DBURL="postgres://postgres@127.0.0.1:$PGPORT/$DB"   # PGPORT: the proxy in 12, 13
   BASE="chaos.s$S.$(date +%s)"
   prod_setup "$S" || return 1   # scenarios 10, 11: TLS URLs, the cluster
   # for schedule / enqueue / dead-letters
@@ -560,7 +727,7 @@ run_scenario() {
   N=$N_JOBS
   [ "$S" = 7 ] && N=$S7_JOBS
   PULSE=0
-  case $S in 1|2|3|4|8|9) PULSE=1 ;; esac
+  case $S in 1|2|3|4|8|9|12) PULSE=1 ;; esac
   local slots=$((N + (N / BATCH) * SCHED_PER_BATCH + 8)) reserve=0
   [ "$S" = 4 ] && reserve=$S4_RESERVE
   [ "$S" = 7 ] && reserve=20
@@ -673,13 +840,14 @@ SQL
        why="$hb connection(s) closed by the AMQP heartbeat"
        ((hb > 0)) || hit=0 ;;
     10|11) why=$(prod_exercised "$S") || hit=0 ;;
+    12|13) fo_hit ;;
   esac
   local retries=0
   [ -f "$SD/producer.retries" ] && retries=$(wc -l <"$SD/producer.retries")
   note PRODUCER "$retries unconfirmed publish/insert attempt(s) retried by the producer"
   {
     echo "SCENARIO=$S"; echo "NAME=${SCENARIO_NAMES[$S]}"; echo "DB=$DB"; echo "BASE=$BASE"
-    echo "PGHOST=127.0.0.1"; echo "PGPORT=$PG_PORT"; echo "MODE=$MODE"
+    echo "PGHOST=127.0.0.1"; echo "PGPORT=$PGPORT"; echo "MODE=$MODE"
     echo "T_START=$t0"; echo "T_HEAL=$t_heal"; echo "T_DRAINED=$t_drained"; echo "DRAINED=$drained"
     echo "T_FAULT_HEALED=$t_fault"; echo "T_CAUGHT_UP=$t_caught"
     echo "EXERCISED=$hit"; echo "EXERCISED_WHY=$why"
@@ -709,7 +877,12 @@ pg_start || { log "PostgreSQL did not start"; exit 2; }
 
 T_SUITE=$SECONDS
 for s in "${SCENARIOS[@]}"; do
+  if fo_scenario "$s"; then
+    S=$s; mkdir -p "$OUT/s$s"
+    fo_setup "$s" || { log "s$s: primary/standby/proxy setup failed (see $WORK/pgfo.$s)"; fo_teardown; continue; }
+  fi
   run_scenario "$s" || { log "s$s: setup failed"; prod_teardown "$s"; }
+  fo_scenario "$s" && fo_teardown
 done
 log "suite took $((SECONDS - T_SUITE)) s"
 echo
