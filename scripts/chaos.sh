@@ -229,12 +229,13 @@ fo_teardown() {
   FOD=""
   export PGPORT=$PG_PORT
 }
-# Promote the standby and point the endpoint at it; the proxy drops every open connection.
-fo_promote_and_switch() {
-  fo_pgctl "$FOD/b" "-w promote" >/dev/null || { note FAULTS "promote FAILED"; return 1; }
+# Point the endpoint at the standby; the proxy drops every open connection.
+fo_switch() {
   echo "127.0.0.1:$FO_B" >"$FOD/target"
   kill -USR1 "$(cat "$FOD/proxy.pid")"
 }
+fo_promote() { fo_pgctl "$FOD/b" "-w promote" >/dev/null || { note FAULTS "promote FAILED"; return 1; }; }
+fo_promote_and_switch() { fo_promote && fo_switch; }
 # Seconds from $1 until a job settles on the new primary (writes resumed), or "never".
 fo_resumed_after() {
   local t=$1 k
@@ -269,8 +270,11 @@ fo_inject() {
     # so a switchover loses nothing.
     fo_pgctl "$FOD/a" "-m fast -w stop" >/dev/null
     note FAULTS "primary stopped (fast) under load"
+    # The endpoint moves before the standby is promoted (a health check that only tests for a
+    # live server does): for 2 s every new connection lands on a read-only standby.
+    fo_switch
     sleep 2   # the time a failover manager takes to notice and decide
-    fo_promote_and_switch && note FAULTS "standby promoted, proxy switched $(awk "BEGIN { printf \"%.1f\", $(now) - $t_stop }") s after the stop"
+    fo_promote && note FAULTS "proxy on the standby at once, standby promoted $(awk "BEGIN { printf \"%.1f\", $(now) - $t_stop }") s after the stop"
     healed
     resumed=$(fo_resumed_after "$t_stop")
     note FAULTS "first job settled on the new primary ${resumed} s after the old one stopped"
@@ -330,8 +334,12 @@ fo_hit() {
   local tr; tr=$(cat "$SD"/w[123].log | grep -c 'why="transient"')
   grep -q FAILED "$SD/notes.FAULTS" 2>/dev/null && { hit=0; why="a failover step failed"; return; }
   if [ "$S" = 12 ]; then
-    why="$tr transient retr(ies); writes resumed $(cat "$SD/fo.resumed" 2>/dev/null) s after the stop"
-    ((tr > 0)) || hit=0
+    local ro re
+    ro=$(cat "$SD"/w[123].log | grep -c 'cannot write')
+    re=$(cat "$SD"/w[123].log | grep -c 'why="runner_error"')
+    why="$tr transient retr(ies), $ro connection(s) on the standby refused, $re runner-error retr(ies); writes resumed $(cat "$SD/fo.resumed" 2>/dev/null) s after the stop"
+    # A failover error retried as a runner error counts against the job's retry budget.
+    ((tr > 0 && ro > 0 && re == 0)) || hit=0
     [ "$(cat "$SD/fo.resumed" 2>/dev/null)" = never ] && hit=0
   else
     local n p; read -r n p <"$SD/fo.reverted"
