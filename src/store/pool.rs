@@ -65,7 +65,7 @@ async fn admit(conn: &mut PgConnection, refusal: &Refusal) -> Result<bool, sqlx:
             Ok(true)
         }
         Ok(Some(why)) => {
-            tracing::warn!(reason = %why, "database connection refused: it cannot write; reconnecting");
+            tracing::warn!(reason = %why, "database connection refused: the server cannot write; opening another");
             refusal.set(Some(why));
             Ok(false)
         }
