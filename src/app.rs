@@ -66,9 +66,28 @@ impl Pool {
     }
 }
 
+/// A setting the operator has to change (e.g. a database URL that does not parse). It travels
+/// inside the [`anyhow::Error`]s of this module, and [`crate::cmd`] gives it the usage exit
+/// code, as for a bad flag: settings are validated at start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSetting(pub String);
+
+/// The database URL parses, or a [`BadSetting`] naming it (password redacted).
+fn check_database_url(db: &DatabaseArgs) -> anyhow::Result<()> {
+    Store::check_url(&db.database_url).map_err(|e| {
+        BadSetting(format!(
+            "--database-url (DATABASE_URL) `{}` is not a PostgreSQL URL: {e}",
+            redact(&db.database_url)
+        ))
+        .into()
+    })
+}
+
 /// Connect to the database and check it answers, naming it (password redacted) when it
 /// cannot be reached. One-shot commands use this: without a database they can do nothing.
 pub async fn connect_store(db: &DatabaseArgs, pool: Pool) -> anyhow::Result<Store> {
+    check_database_url(db)?;
     Store::connect(&db.store_config(pool.connections()))
         .await
         .map_err(|e| {
@@ -88,6 +107,7 @@ pub async fn connect_store(db: &DatabaseArgs, pool: Pool) -> anyhow::Result<Stor
 /// A pool that connects on first use, for the worker: it starts (and reports not-ready) while
 /// the database is still coming up. Fails only on a URL that cannot be parsed.
 pub fn lazy_store(db: &DatabaseArgs, pool: Pool) -> anyhow::Result<Store> {
+    check_database_url(db)?;
     Ok(Store::connect_lazy(&db.store_config(pool.connections()))?)
 }
 

@@ -108,8 +108,9 @@ pub struct ReconcileArgs {
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// Republish pending jobs whose last publish is older than this.
-    #[arg(long, env = "DECAY_RECONCILE_STALE_AFTER", default_value_t = DurationArg(DEFAULT_RECONCILE_STALE_AFTER))]
+    /// Republish pending jobs whose last publish is older than this (`--reconcile-stale-after`,
+    /// the worker's name for it, is accepted too).
+    #[arg(long, alias = "reconcile-stale-after", env = "DECAY_RECONCILE_STALE_AFTER", default_value_t = DurationArg(DEFAULT_RECONCILE_STALE_AFTER))]
     pub stale_after: DurationArg,
     /// At most this many jobs per run.
     #[arg(long, default_value_t = 10_000)]
@@ -203,6 +204,8 @@ pub enum MethodArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StateArg {
     Pending,
+    /// `in-progress`, or `in_progress` as the database, `--json` and the dashboard spell it.
+    #[value(alias = "in_progress")]
     InProgress,
     Completed,
     Failed,
@@ -358,6 +361,11 @@ pub struct DemoArgs {
     /// How many jobs to schedule.
     #[arg(long, env = "DECAY_DEMO_JOBS", default_value_t = 50)]
     pub jobs: usize,
+    /// Print the seeded ids on stdout as shell assignments (`MEMORY_IDS=...`, `EPISODE_IDS=...`,
+    /// `PRINCIPLE_ID=...`, `JOB_IDS=...`), for `schedule` to use: `eval "$(decay-worker demo
+    /// --jobs 0 --print-ids)"`.
+    #[arg(long)]
+    pub print_ids: bool,
 }
 
 #[derive(Debug, Subcommand)]

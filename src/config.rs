@@ -66,7 +66,7 @@ pub struct RunnerArgs {
     /// Lease of a claim; a crashed runner's job is recovered this long after its last heartbeat.
     #[arg(long, env = "DECAY_LEASE", default_value_t = DurationArg(DEFAULT_LEASE))]
     pub lease: DurationArg,
-    /// Heartbeat interval of a running job (must be less than half the lease).
+    /// Heartbeat interval of a running job (at most half the lease).
     #[arg(long, env = "DECAY_HEARTBEAT", default_value_t = DurationArg(DEFAULT_HEARTBEAT))]
     pub heartbeat: DurationArg,
     /// Claims allowed before an unsettled job fails with `decay.runner.attempts_exhausted`.

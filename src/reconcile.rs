@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::broker::producer::Producer;
 use crate::broker::{BrokerConfig, BrokerError};
+use crate::ids::DecayJobId;
 use crate::store::{ReconcilePass, Store, StoreError};
 
 /// Default interval of the in-worker reconciler.
@@ -41,8 +42,9 @@ pub enum ReconcileError {
 /// Republish jobs whose message may be lost, once. Returns how many were republished (0 also
 /// when another replica's pass holds the lock).
 ///
-/// The marks commit with the pass; if a publish fails, the jobs published before it are still
-/// marked (a job republished twice is harmless, one never marked is only listed again).
+/// The marks commit with the pass, before the publishes; if a publish fails, the jobs not yet
+/// published are unmarked (a job republished twice is harmless, one unmarked is only listed
+/// again).
 pub async fn reconcile_once(
     store: &Store,
     producer: &mut Producer,
@@ -53,8 +55,11 @@ pub async fn reconcile_once(
         tracing::debug!("another replica is reconciling; skipping this tick");
         return Ok(0);
     };
-    let (done, failed) = match republish(&mut pass, producer, stale_after, limit).await {
-        Ok(result) => result,
+    // List and mark under the lock, and commit the marks before publishing: another replica's
+    // pass then cannot list the same jobs, and no row stays locked while its message is out
+    // (a worker's claim skips locked rows and would retry the job "in_progress" for nothing).
+    let ids = match list_and_mark(&mut pass, stale_after, limit).await {
+        Ok(ids) => ids,
         Err(e) => {
             // End the pass now so the lock is free for the next tick (ours or a replica's).
             if let Err(rollback) = pass.rollback().await {
@@ -64,37 +69,32 @@ pub async fn reconcile_once(
         }
     };
     pass.commit().await?;
-    if let Some(e) = failed {
-        return Err(e.into());
+    for (n, id) in ids.iter().enumerate() {
+        if let Err(e) = producer.publish(id).await {
+            // What did not go out is unmarked, so the next pass takes it again.
+            store.unmark_published(&ids[n..]).await?;
+            if n > 0 {
+                metrics::counter!("decay_reconciled_total").increment(n as u64);
+            }
+            return Err(e.into());
+        }
     }
-    if done > 0 {
-        tracing::info!(republished = done, "reconciled stranded jobs");
-        metrics::counter!("decay_reconciled_total").increment(done as u64);
+    if !ids.is_empty() {
+        tracing::info!(republished = ids.len(), "reconciled stranded jobs");
+        metrics::counter!("decay_reconciled_total").increment(ids.len() as u64);
     }
-    Ok(done)
+    Ok(ids.len())
 }
 
-/// List the stranded jobs, publish each, and mark the ones published. A failed publish stops
-/// the loop; the jobs published before it are still marked, and the error is returned beside
-/// them for the caller to report after committing the marks.
-async fn republish(
+/// List the stranded jobs and mark them published, inside the pass.
+async fn list_and_mark(
     pass: &mut ReconcilePass,
-    producer: &mut Producer,
     stale_after: Duration,
     limit: i64,
-) -> Result<(usize, Option<BrokerError>), ReconcileError> {
+) -> Result<Vec<DecayJobId>, ReconcileError> {
     let ids = pass.list_stranded(stale_after, limit).await?;
-    let mut done = Vec::with_capacity(ids.len());
-    let mut failed = None;
-    for id in ids {
-        if let Err(e) = producer.publish(&id).await {
-            failed = Some(e);
-            break;
-        }
-        done.push(id);
-    }
-    pass.mark_published(&done).await?;
-    Ok((done.len(), failed))
+    pass.mark_published(&ids).await?;
+    Ok(ids)
 }
 
 /// Reconcile every `every` until `shutdown`. A failed pass is logged and retried next tick.

@@ -18,10 +18,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter when `RUST_LOG` is not set.
+const DEFAULT_FILTER: &str = "info,sqlx=warn";
+/// lapin logs its own view of every connection failure at `ERROR`, in several lines, before
+/// our one-line error says the same; it stays silent unless `RUST_LOG` names it.
+const QUIET_LAPIN: &str = "lapin=off";
+
 /// Install the global subscriber. `RUST_LOG` overrides the default `info` level.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = filter_directives(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -31,4 +37,34 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The filter directives for a `RUST_LOG` value: it replaces the default level, and lapin is
+/// silenced unless it is named.
+fn filter_directives(rust_log: Option<&str>) -> String {
+    let base = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_FILTER);
+    if base.contains("lapin") {
+        base.to_string()
+    } else {
+        format!("{base},{QUIET_LAPIN}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_directives;
+
+    #[test]
+    fn lapin_is_quiet_unless_rust_log_names_it() {
+        assert_eq!(filter_directives(None), "info,sqlx=warn,lapin=off");
+        assert_eq!(filter_directives(Some(" ")), "info,sqlx=warn,lapin=off");
+        assert_eq!(filter_directives(Some("warn")), "warn,lapin=off");
+        assert_eq!(
+            filter_directives(Some("warn,lapin=debug")),
+            "warn,lapin=debug"
+        );
+    }
 }

@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use super::{CliError, parse_job_id, print_json};
 use crate::cli::{AttestKeygenArgs, AttestSignArgs};
-use crate::decay::attestation::{prompt_template_digest, sign_envelope};
+use crate::decay::attestation::{
+    is_full_prompt_template_digest, prompt_template_digest, sign_envelope,
+};
 use crate::ids::DecayJobId;
 use crate::llm::files::{generate_key_file, load_operator_key};
 use crate::llm::openai::{OPENAI_PROMPT_TEMPLATE, openai_prompt_template_digest};
@@ -68,7 +70,15 @@ pub fn sign(a: AttestSignArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
             prompt_template_digest(&bytes)
         }
-        (None, Some(d)) => d.clone(),
+        // Refused here as `schedule` and the workers would refuse it, rather than signed into an
+        // envelope nobody accepts.
+        (None, Some(d)) if !is_full_prompt_template_digest(d.trim()) => {
+            return Err(CliError::usage(format!(
+                "--prompt-template-blake3 must be `blake3:` followed by 64 lowercase hex digits; got `{}`",
+                d.trim()
+            )));
+        }
+        (None, Some(d)) => d.trim().to_string(),
         (None, None) => {
             return Err(CliError::usage(
                 "pass --prompt-template or --prompt-template-blake3",

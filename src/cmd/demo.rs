@@ -40,11 +40,28 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     store.migrate().await?;
     let seeded = seed(&store).await?;
     let ids = schedule(&store, broker, &seeded, a.jobs).await?;
+    if a.print_ids {
+        print_ids(&seeded, &ids);
+    }
     eprintln!(
         "done: {} jobs published; watch them with `decay-worker jobs stats`",
         ids.len()
     );
     Ok(())
+}
+
+/// `--print-ids`: shell assignments, comma-separated as `schedule`'s id flags take them.
+fn print_ids(seeded: &Seeded, jobs: &[DecayJobId]) {
+    fn joined<T: ToString>(ids: &[T]) -> String {
+        ids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    println!("MEMORY_IDS={}", joined(&seeded.memories));
+    println!("EPISODE_IDS={}", joined(&seeded.episodes));
+    println!("PRINCIPLE_ID={}", seeded.principle);
+    println!("JOB_IDS={}", joined(jobs));
 }
 
 /// What [`seed`] inserted, for the jobs to point at.
@@ -160,8 +177,13 @@ async fn schedule(
             Utc::now(),
         );
         store.insert_job(&job).await?;
-        producer.publish(&job.id).await?;
+        // Marked before publishing, never after (see `Store::mark_published`).
         store.mark_published(&[job.id]).await?;
+        if let Err(e) = producer.publish(&job.id).await {
+            store.unmark_published(&[job.id]).await?;
+            producer.close().await;
+            return Err(e.into());
+        }
         ids.push(job.id);
         if (n + 1) % 10 == 0 || n + 1 == jobs {
             eprintln!("scheduled {}/{jobs} jobs", n + 1);

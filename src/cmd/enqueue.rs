@@ -16,18 +16,21 @@ pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
         .collect::<Result<Vec<_>, _>>()?;
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let store = app::connect_store(&a.db, Pool::Command).await?;
-    let mut producer = Producer::new(broker, "decay-worker enqueue");
-    let mut published = Vec::new();
     for id in &ids {
         if store.read_job(id).await?.is_none() {
-            producer.close().await;
             return Err(CliError::precondition(
                 "decay.enqueue.job_not_found",
                 format!("decay job {id} not found"),
             ));
         }
+    }
+    // Marked before publishing, never after (see `Store::mark_published`).
+    store.mark_published(&ids).await?;
+    let mut producer = Producer::new(broker, "decay-worker enqueue");
+    for (n, id) in ids.iter().enumerate() {
         if let Err(e) = producer.publish(id).await {
             producer.close().await;
+            store.unmark_published(&ids[n..]).await?;
             let why = format!("publishing {id} failed: {}", describe(&e));
             // A refused certificate or a bad URL is a setting to fix (exit 2), not an outage.
             return Err(if e.is_permanent() {
@@ -36,10 +39,8 @@ pub async fn run(a: EnqueueArgs) -> Result<(), CliError> {
                 CliError::internal(why)
             });
         }
-        published.push(*id);
         println!("{id}");
     }
     producer.close().await;
-    store.mark_published(&published).await?;
     Ok(())
 }

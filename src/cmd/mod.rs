@@ -87,6 +87,11 @@ impl CliError {
         CliError::new(Exit::Precondition, anyhow::anyhow!("{invariant}: {reason}"))
     }
 
+    /// A precondition refusal whose line already starts with its invariant.
+    pub fn precondition_line(line: impl fmt::Display) -> CliError {
+        CliError::new(Exit::Precondition, anyhow::anyhow!("{line}"))
+    }
+
     /// The job ran and broke an invariant, or the runner refused it for integrity reasons.
     pub fn integrity(message: impl fmt::Display) -> CliError {
         CliError::new(Exit::Integrity, anyhow::anyhow!("{message}"))
@@ -111,16 +116,32 @@ impl fmt::Display for CliError {
 }
 
 impl From<anyhow::Error> for CliError {
+    /// A [`crate::app::BadSetting`] is a usage error (exit 2); a database without our schema
+    /// says to migrate it (exit 7); anything else is internal.
     fn from(e: anyhow::Error) -> CliError {
-        let refused = e
-            .downcast_ref::<StoreError>()
-            .is_some_and(|s| crate::app::tls_refused(s).is_some());
-        CliError::new(if refused { Exit::Usage } else { Exit::Internal }, e)
+        if e.downcast_ref::<crate::app::BadSetting>().is_some() {
+            return CliError::new(Exit::Usage, e);
+        }
+        match e.downcast::<StoreError>() {
+            Ok(store) => CliError::from(store),
+            Err(e) => CliError::new(Exit::Internal, e),
+        }
     }
 }
 
+/// The precondition of every command that reads or writes jobs: the schema exists.
+pub const SCHEMA_MISSING: &str = "decay.store.schema_missing";
+
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
+        if e.is_schema_missing() {
+            return CliError::precondition(
+                SCHEMA_MISSING,
+                format!(
+                    "the database has no decay-worker schema yet ({e}); run `decay-worker migrate` first"
+                ),
+            );
+        }
         // A refused certificate is a setting to fix (`sslrootcert=`, `sslmode=`), not an outage.
         let exit = if crate::app::tls_refused(&e).is_some() {
             Exit::Usage

@@ -100,7 +100,39 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
             outcome_token(&outcome)
         );
     }
-    verdict(&id, &outcome)
+    verdict(&id, &terminal_as_run(outcome, after.as_ref()))
+}
+
+/// A job found already `failed` answers as its failure did when it ran, so `run` on a failed
+/// job exits the same way every time (issue 16): the code and reason come from the row.
+fn terminal_as_run(outcome: RunOutcome, row: Option<&JobRecord>) -> RunOutcome {
+    let failed_already = matches!(
+        outcome,
+        RunOutcome::AlreadyTerminal {
+            state: JobStateKind::Failed
+        }
+    );
+    let (true, Some(row)) = (failed_already, row) else {
+        return outcome;
+    };
+    let code = Invariant::ALL
+        .into_iter()
+        .find(|i| row.failure_code.as_deref() == Some(i.as_str()))
+        .unwrap_or(Invariant::RunnerFailure);
+    RunOutcome::Failed {
+        code,
+        reason: row.state_reason.clone().unwrap_or_default(),
+    }
+}
+
+/// `<code>: <reason>`, or the reason alone when it already names its code (the spec's texts
+/// do: `validation failed: decay.compress.source_missing: ...`), so no prefix is doubled.
+fn failure_line(code: Invariant, reason: &str) -> String {
+    if reason.contains(code.as_str()) {
+        reason.to_string()
+    } else {
+        format!("{code}: {reason}")
+    }
 }
 
 /// The job `run` is about to run, read without touching it.
@@ -186,10 +218,11 @@ fn verdict(id: &DecayJobId, outcome: &RunOutcome) -> Result<(), CliError> {
                     | Invariant::LlmAttestationRejected
                     | Invariant::LlmBackendCallFailed
             );
+            let line = failure_line(*code, reason);
             if llm_refusal {
-                Err(CliError::precondition(code.as_str(), reason))
+                Err(CliError::precondition_line(line))
             } else {
-                Err(CliError::integrity(format!("{code}: {reason}")))
+                Err(CliError::integrity(line))
             }
         }
         RunOutcome::NotFound => Err(CliError::precondition(
@@ -241,5 +274,15 @@ mod tests {
             Some(7)
         );
         assert_eq!(code(RunOutcome::ClaimLost), Some(3));
+    }
+
+    #[test]
+    fn the_reason_names_its_code_once() {
+        let spec = "validation failed: decay.compress.source_missing: memory mem_x not found";
+        assert_eq!(failure_line(Invariant::CompressSourceMissing, spec), spec);
+        assert_eq!(
+            failure_line(Invariant::RunnerFailure, "boom"),
+            "decay.runner.failure: boom"
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::decay::attestation::verify;
 use crate::decay::{Invariant, JobKind, SummaryMethod};
 use crate::ids::DecayJobId;
 use crate::llm::files::load_envelope;
-use crate::store::NewJob;
+use crate::store::{NewJob, SourceTable, Store};
 
 /// `schedule --json`: the job as inserted.
 #[derive(Serialize)]
@@ -75,12 +75,30 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
     }
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let store = app::connect_store(&a.db, Pool::Command).await?;
-    store.insert_job(&job).await?;
+    refuse_missing_sources(&store, &job).await?;
+    store.insert_job(&job).await.map_err(|e| {
+        if e.is_unique_violation() {
+            // Only an envelope chooses a job's id: this one was used before.
+            CliError::precondition(
+                "decay.schedule.job_exists",
+                format!(
+                    "decay job {} exists already: its attestation envelope was used to schedule it (an envelope attests one job; sign a new one)",
+                    job.id
+                ),
+            )
+        } else {
+            e.into()
+        }
+    })?;
     if !a.no_publish {
+        // Marked before the message exists: the worker that takes it must never find the
+        // row locked by its own producer (see `Store::mark_published`).
+        store.mark_published(&[job.id]).await?;
         let mut producer = Producer::new(broker, "decay-worker schedule");
         let published = producer.publish(&job.id).await;
         producer.close().await;
         if let Err(e) = published {
+            store.unmark_published(&[job.id]).await?;
             println!("{}", job.id);
             return Err(CliError::precondition(
                 "decay.schedule.publish_failed",
@@ -92,7 +110,6 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
                 ),
             ));
         }
-        store.mark_published(&[job.id]).await?;
     }
     if a.json {
         print_json(&Report::of(&job));
@@ -100,6 +117,37 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
         println!("{}", job.id);
     }
     Ok(())
+}
+
+/// Refuse a job whose source ids name no row, naming them all: scheduled anyway, it would only
+/// fail later with `decay.compress.source_missing`. (A source deleted after this check still
+/// fails the job closed when it runs.)
+async fn refuse_missing_sources(store: &Store, job: &NewJob) -> Result<(), CliError> {
+    let Some(kind) = JobKind::from_wire(&job.kind) else {
+        return Ok(());
+    };
+    let ids: Vec<String> = job
+        .source_ids_json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let table = SourceTable::of(kind);
+    let missing = store.missing_sources(table, &ids).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::precondition(
+        "decay.schedule.source_missing",
+        format!(
+            "no such {} ({} of {}): {}",
+            table.name(),
+            missing.len(),
+            ids.len(),
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// Build the job a `schedule` invocation describes, refusing what the reference refuses.

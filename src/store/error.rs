@@ -32,9 +32,9 @@
 /// Errors of the store. The worker decides retry vs. fail from [`StoreError::is_transient`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error: {}", database_message(.0))]
     Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
+    #[error("migration error: {}", migrate_message(.0))]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("validation failed: {0}")]
     Validation(String),
@@ -133,6 +133,62 @@ impl StoreError {
     /// succeed, so it must never settle a job `failed` (DESIGN §3 rule 6).
     pub fn is_transient(&self) -> bool {
         self.class().is_transient()
+    }
+
+    /// The schema is not there (yet): a table or column the statements expect does not exist,
+    /// which means `decay-worker migrate` has not run against this database.
+    pub fn is_schema_missing(&self) -> bool {
+        // 42P01: undefined_table; 42703: undefined_column (an older schema).
+        self.sql_state()
+            .is_some_and(|code| code == "42P01" || code == "42703")
+    }
+
+    /// A row with this key exists already (23505: unique_violation).
+    pub fn is_unique_violation(&self) -> bool {
+        self.sql_state().is_some_and(|code| code == "23505")
+    }
+
+    /// The SQLSTATE of a database error, if this is one.
+    fn sql_state(&self) -> Option<String> {
+        let e = match self {
+            StoreError::Database(e)
+            | StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => e,
+            _ => return None,
+        };
+        match e {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// The text of a database error for an operator: the server's message and its detail, without
+/// the `at line N` sqlx appends (a line of PostgreSQL's own C source, meaningless to us).
+fn database_message(e: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = e else {
+        return e.to_string();
+    };
+    let detail = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.detail());
+    match detail {
+        Some(detail) => format!("{} ({detail})", db.message()),
+        None => db.message().to_string(),
+    }
+}
+
+/// A migration error's text, its database error cleaned as [`database_message`] does.
+fn migrate_message(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::Execute(db) => {
+            format!("while executing migrations: {}", database_message(db))
+        }
+        MigrateError::ExecuteMigration(db, version) => format!(
+            "while executing migration {version}: {}",
+            database_message(db)
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Store, StoreError};
+use crate::decay::JobKind;
 use crate::ids::{EpisodeId, MemoryId, PrincipleId};
 
 /// A memory to insert (seeding).
@@ -42,7 +43,54 @@ pub struct NewPrinciple {
     pub waiver_expires_at: Option<DateTime<Utc>>,
 }
 
+/// Which table a job's source ids name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceTable {
+    Memories,
+    Episodes,
+    Principles,
+}
+
+impl SourceTable {
+    /// The table of a job kind's sources.
+    pub fn of(kind: JobKind) -> SourceTable {
+        match kind {
+            JobKind::CandidateCompression => SourceTable::Memories,
+            JobKind::EpisodeCompression => SourceTable::Episodes,
+            JobKind::ExpiredPrincipleReview => SourceTable::Principles,
+        }
+    }
+
+    /// The table's name, also the word for its rows in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceTable::Memories => "memories",
+            SourceTable::Episodes => "episodes",
+            SourceTable::Principles => "principles",
+        }
+    }
+}
+
 impl Store {
+    /// The ids among `ids` that name no row of `table`, in the order given: a producer's check
+    /// before it schedules a job (the runner still fails closed on a source that disappears
+    /// later).
+    pub async fn missing_sources(
+        &self,
+        table: SourceTable,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT x.id FROM unnest($1::text[]) WITH ORDINALITY AS x(id, n)
+              WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.id = x.id) ORDER BY x.n",
+            table.name()
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Source memories of a summary, ordered by id (spec §3.7).
     pub async fn list_memory_sources_for(
         &self,

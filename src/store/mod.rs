@@ -29,7 +29,7 @@ pub use jobs::{
     BATCH_LOCK_TIMEOUT, CancelOutcome, ClaimedJob, JobSnapshot, JobStats, NewJob,
     RECONCILE_LOCK_KEY, ReconcilePass, SettleEffect, SettleGuard, SettleOutcome,
 };
-pub use memories::{NewEpisode, NewMemory, NewPrinciple};
+pub use memories::{NewEpisode, NewMemory, NewPrinciple, SourceTable};
 
 /// Default PostgreSQL URL: the local server of the test setup.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -58,6 +58,13 @@ pub struct Store {
 }
 
 impl Store {
+    /// Check that `url` is a PostgreSQL URL, without connecting (settings are validated at
+    /// start).
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        PgConnectOptions::from_str(url)?;
+        Ok(())
+    }
+
     /// Build a pool without connecting yet: the first query connects, so a worker can start
     /// (and report not-ready) while the database is still coming up. Its connections are
     /// checked for writability (a failover can leave them on a standby; see `store/pool.rs`).
@@ -71,10 +78,22 @@ impl Store {
         })
     }
 
-    /// Connect and check the database answers. A server that refuses writes makes the pool
+    /// Connect and check the database answers. One direct connection first: the pool retries
+    /// a refused connection until its acquire timeout and then says only "pool timed out",
+    /// while a one-shot command should say at once what happened ("connection refused",
+    /// a failed password, an unknown database). A server that refuses writes makes the pool
     /// time out; the error then says it was read-only rather than "pool timed out".
     pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        use sqlx::{ConnectOptions, Connection};
         let store = Store::connect_lazy(cfg)?;
+        let opts = PgConnectOptions::from_str(&cfg.url)?.application_name("decay-worker");
+        match tokio::time::timeout(cfg.acquire_timeout, opts.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+        }
         match store.ping().await {
             Ok(()) => Ok(store),
             Err(StoreError::Database(sqlx::Error::PoolTimedOut)) => Err(store

@@ -11,6 +11,7 @@
 
 mod batch;
 pub mod outcome;
+pub mod series;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,12 +87,28 @@ struct Ctx {
 
 impl Ctx {
     fn attestation_for(&self, id: &DecayJobId) -> Option<PathBuf> {
-        let path = self
-            .cfg
-            .attestation_dir
-            .as_ref()?
-            .join(format!("{id}.json"));
+        let path = self.attestation_path(id)?;
         path.exists().then_some(path)
+    }
+
+    /// Where this worker looks for a job's attestation (`None`: no `--attestation-dir`).
+    fn attestation_path(&self, id: &DecayJobId) -> Option<PathBuf> {
+        let dir = self.cfg.attestation_dir.as_ref()?;
+        Some(dir.join(format!("{id}.json")))
+    }
+
+    /// An LLM job failed for want of an attestation: say where this worker looked, since the
+    /// job's reason (the reference's exact text) cannot.
+    fn explain_missing_attestation(&self, id: &DecayJobId) {
+        match self.attestation_path(id) {
+            None => tracing::warn!(
+                "LLM job failed without an operator attestation: this worker has no --attestation-dir (DECAY_ATTESTATION_DIR), so it looks nowhere"
+            ),
+            Some(path) => tracing::warn!(
+                looked_for = %path.display(),
+                "LLM job failed without an operator attestation: no file at the path this worker looks for"
+            ),
+        }
     }
 }
 
@@ -359,6 +376,13 @@ async fn run_one(ctx: &Ctx, d: &JobDelivery, id: DecayJobId) -> Action {
         .run_specific_job_with_attestation(&id, attestation.as_deref())
         .await;
     metrics::gauge!("decay_jobs_in_flight").decrement(1.0);
+    if let Ok(RunOutcome::Failed {
+        code: crate::decay::Invariant::LlmRequiresAttestation,
+        ..
+    }) = &result
+    {
+        ctx.explain_missing_attestation(&id);
+    }
     decide(ctx, d, &result)
 }
 

@@ -31,6 +31,14 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
+    pub const ALL: [RetryReason; 5] = [
+        RetryReason::InProgress,
+        RetryReason::NotDue,
+        RetryReason::NotFound,
+        RetryReason::Transient,
+        RetryReason::RunnerError,
+    ];
+
     pub const fn label(self) -> &'static str {
         match self {
             RetryReason::InProgress => "in_progress",
@@ -69,6 +77,13 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    pub const ALL: [DeadLetterReason; 4] = [
+        DeadLetterReason::MalformedMessage,
+        DeadLetterReason::JobNotFound,
+        DeadLetterReason::RunnerError,
+        DeadLetterReason::DeliveryLimit,
+    ];
+
     /// The header value.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -35,6 +35,7 @@ mod dashboard;
 mod dashboard_audit;
 mod dashboard_query;
 mod failover;
+mod first_hour;
 mod llm;
 mod operations;
 mod parsers;

@@ -339,17 +339,19 @@ pub(super) async fn publish(
             row.state
         )));
     }
-    {
-        let mut guard = d.inner.actor.lock().await;
-        let producer = guard
-            .as_mut()
-            .ok_or_else(|| PageError::Broker("the dashboard is shutting down".into()))?;
-        producer
-            .publish(&id)
-            .await
-            .map_err(|e| PageError::Broker(describe(&e)))?;
-    }
+    // Marked before publishing, never after (see `Store::mark_published`).
     d.inner.store.mark_published(&[id]).await?;
+    let published = {
+        let mut guard = d.inner.actor.lock().await;
+        match guard.as_mut() {
+            Some(producer) => producer.publish(&id).await.map_err(|e| describe(&e)),
+            None => Err("the dashboard is shutting down".to_string()),
+        }
+    };
+    if let Err(e) = published {
+        d.inner.store.unmark_published(&[id]).await?;
+        return Err(PageError::Broker(e));
+    }
     tracing::info!(target: TARGET, action = "publish_job", %peer, job_id = %id, "dashboard action: job published again");
     d.done(
         &headers,

@@ -132,13 +132,35 @@ impl Store {
         })
     }
 
-    /// Record that a message for these jobs was published (the reconciler's clock).
+    /// Record that a message for these jobs is being published (the reconciler's clock).
+    ///
+    /// Call it *before* publishing, never after: this `UPDATE` locks the row for a moment, and
+    /// a worker's claim skips locked rows and reads that as "claimed elsewhere", so a mark
+    /// that races the message it announces sends that job into a retry for nothing (issue
+    /// 16). Marked first, the row is unlocked before any worker can hear of the job. A publish
+    /// that then fails is undone with [`Store::unmark_published`].
     pub async fn mark_published(&self, ids: &[DecayJobId]) -> Result<(), StoreError> {
         let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
         mark_published_sql(&self.clock, keys)
             .build()
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Forget the publish of jobs whose message did not go out after all
+    /// ([`Store::mark_published`] came first), so the reconciler sees them stranded at its next
+    /// tick instead of one `--reconcile-stale-after` later.
+    pub async fn unmark_published(&self, ids: &[DecayJobId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut q = Sql::new("UPDATE decay_jobs SET last_published_at = NULL WHERE id IN ");
+        push_unlocked(&mut q, |q| {
+            q.push("id = ANY(").push_bind(keys).push(")");
+        });
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 
