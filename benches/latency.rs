@@ -105,23 +105,15 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// The value of one series in a `/metrics` body (0 when absent).
-fn series(text: &str, name: &str) -> f64 {
+/// The sum of the series of a `/metrics` body whose name (with labels) passes `pick`; 0 when
+/// none does.
+fn sum_series(text: &str, pick: impl Fn(&str) -> bool) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(n, _)| *n == name)
+        .filter(|(n, _)| pick(n))
         .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
-/// Every `decay_retries_total` series summed.
-fn all_retries(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("decay_retries_total"))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 fn command(cfg: &Cfg, db_url: &str, base: &str) -> Command {
@@ -215,8 +207,10 @@ async fn measure(cfg: &Cfg, pool: &PgPool, db_url: &str, base: &str) -> Result<M
     .await?;
     latencies_ms.sort_by(f64::total_cmp);
     Ok(Measured {
-        in_progress_retries: series(&metrics, "decay_retries_total{why=\"in_progress\"}"),
-        retries_total: all_retries(&metrics),
+        in_progress_retries: sum_series(&metrics, |n| {
+            n == "decay_retries_total{why=\"in_progress\"}"
+        }),
+        retries_total: sum_series(&metrics, |n| n.starts_with("decay_retries_total")),
         latencies_ms,
         demo_secs,
     })

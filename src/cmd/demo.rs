@@ -176,9 +176,9 @@ async fn schedule(
             "operator:demo",
             Utc::now(),
         );
-        store.insert_job(&job).await?;
-        // Marked before publishing, never after (see `Store::mark_published`).
-        store.mark_published(&[job.id]).await?;
+        // Marked published as it is inserted: before the message exists, never after (see
+        // `Store::mark_published`).
+        store.insert_job_to_publish(&job).await?;
         if let Err(e) = producer.publish(&job.id).await {
             store.unmark_published(&[job.id]).await?;
             producer.close().await;

@@ -76,7 +76,14 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
     let broker = a.broker.broker_config().map_err(CliError::usage)?;
     let store = app::connect_store(&a.db, Pool::Command).await?;
     refuse_missing_sources(&store, &job).await?;
-    store.insert_job(&job).await.map_err(|e| {
+    // A job about to be published is marked so as it is inserted: before its message exists,
+    // never after (see `Store::mark_published`).
+    let inserted = if a.no_publish {
+        store.insert_job(&job).await
+    } else {
+        store.insert_job_to_publish(&job).await
+    };
+    inserted.map_err(|e| {
         if e.is_unique_violation() {
             // Only an envelope chooses a job's id: this one was used before.
             CliError::precondition(
@@ -91,9 +98,6 @@ pub async fn run(a: ScheduleArgs) -> Result<(), CliError> {
         }
     })?;
     if !a.no_publish {
-        // Marked before the message exists: the worker that takes it must never find the
-        // row locked by its own producer (see `Store::mark_published`).
-        store.mark_published(&[job.id]).await?;
         let mut producer = Producer::new(broker, "decay-worker schedule");
         let published = producer.publish(&job.id).await;
         producer.close().await;

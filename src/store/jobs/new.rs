@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::Sql;
 use crate::decay::{JobKind, SummaryMethod, convert_sources, is_blank};
 use crate::ids::DecayJobId;
 use crate::store::{Store, StoreError};
@@ -101,21 +102,45 @@ impl NewJob {
 impl Store {
     /// Insert a new `pending` job after validating it.
     pub async fn insert_job(&self, job: &NewJob) -> Result<(), StoreError> {
+        self.insert(job, false).await
+    }
+
+    /// Insert a new `pending` job whose message the caller publishes next, already marked
+    /// published (`last_published_at`, by the store's clock): one statement instead of an
+    /// insert and a [`Store::mark_published`], and, like it, done before the message exists.
+    pub async fn insert_job_to_publish(&self, job: &NewJob) -> Result<(), StoreError> {
+        self.insert(job, true).await
+    }
+
+    async fn insert(&self, job: &NewJob, published: bool) -> Result<(), StoreError> {
         job.validate()?;
-        sqlx::query(
+        let mut q = Sql::new(
             "INSERT INTO decay_jobs (id, kind, summary_method, source_ids_json, state,
-                 scheduled_for, created_at, created_by, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $6)",
-        )
-        .bind(job.id.to_string())
-        .bind(&job.kind)
-        .bind(&job.summary_method)
-        .bind(&job.source_ids_json)
-        .bind(job.scheduled_for)
-        .bind(job.created_at)
-        .bind(&job.created_by)
-        .execute(&self.pool)
-        .await?;
+                 scheduled_for, created_at, created_by, updated_at, last_published_at) VALUES (",
+        );
+        q.push_bind(job.id.to_string())
+            .push(", ")
+            .push_bind(&job.kind)
+            .push(", ")
+            .push_bind(&job.summary_method)
+            .push(", ")
+            .push_bind(&job.source_ids_json)
+            .push(", 'pending', ")
+            .push_bind(job.scheduled_for)
+            .push(", ")
+            .push_bind(job.created_at)
+            .push(", ")
+            .push_bind(&job.created_by)
+            .push(", ")
+            .push_bind(job.created_at)
+            .push(", ");
+        if published {
+            self.clock.push_now(&mut q);
+        } else {
+            q.push("NULL");
+        }
+        q.push(")");
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 }
