@@ -430,3 +430,55 @@ async fn a_worker_without_an_attestation_dir_says_so(pool: PgPool) {
     .await;
     assert_eq!(w.terminate().await, Some(0));
 }
+
+/// The README's path without Docker: `demo --print-ids` gives real ids that `schedule` takes,
+/// and the spellings a newcomer tries are accepted.
+#[sqlx::test(migrations = "./migrations")]
+async fn the_readme_path_without_docker_works(pool: PgPool) {
+    let h = Harness::new(pool).await;
+    let out = h.cli(&["demo", "--jobs", "0", "--print-ids"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let var = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{printed}"))
+            .to_string()
+    };
+    let (memories, episodes, principle) =
+        (var("MEMORY_IDS"), var("EPISODE_IDS"), var("PRINCIPLE_ID"));
+    assert_eq!(var("JOB_IDS"), "", "--jobs 0 schedules nothing");
+    let later = (Utc::now() + chrono::Duration::minutes(10))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for args in [
+        vec!["--kind", "candidate-compression", "--memory-ids", &memories],
+        vec![
+            "--kind",
+            "episode-compression",
+            "--episode-ids",
+            &episodes,
+            "--scheduled-for",
+            &later,
+        ],
+        vec![
+            "--kind",
+            "expired-principle-review",
+            "--principle-id",
+            &principle,
+        ],
+    ] {
+        let out = h.cli(&[&["schedule"][..], &args[..]].concat()).await;
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    assert_eq!(h.count_state("pending").await, 3);
+    for state in ["in_progress", "in-progress"] {
+        let out = h.cli(&["jobs", "list", "--state", state]).await;
+        assert!(out.status.success(), "--state {state}: {out:?}");
+    }
+    for flag in ["--stale-after", "--reconcile-stale-after"] {
+        let out = h.cli(&["reconcile", flag, "1h"]).await;
+        assert!(out.status.success(), "reconcile {flag}: {out:?}");
+    }
+}
