@@ -48,6 +48,7 @@ pub fn declare() {
         "decay_database_errors_total",
         "decay_lease_recoveries_total",
         "decay_reconciled_total",
+        "decay_claims_lost_in_flight_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -91,5 +92,9 @@ fn describe() {
     metrics::describe_counter!(
         "decay_reconciled_total",
         "Jobs republished by the reconciler"
+    );
+    metrics::describe_counter!(
+        "decay_claims_lost_in_flight_total",
+        "Runs stopped mid-call because a heartbeat found the claim gone (cancelled or taken over)"
     );
 }

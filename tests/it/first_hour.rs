@@ -306,8 +306,11 @@ async fn scheduling_with_a_used_envelope_says_so(pool: PgPool) {
     let id = decay_worker::ids::DecayJobId::new();
     let digest = decay_worker::decay::attestation::prompt_template_digest(b"t {claims}");
     let env = temp_json(&sign_for(&id, "m@1", &digest));
+    let keys = crate::testkit::attest::trusted_keys_file(h.scratch());
     let args = [
         "schedule",
+        "--trusted-operator-keys",
+        keys.to_str().unwrap(),
         "--kind",
         "candidate-compression",
         "--memory-ids",
