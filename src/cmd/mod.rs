@@ -116,31 +116,42 @@ impl fmt::Display for CliError {
 }
 
 impl From<anyhow::Error> for CliError {
-    /// A [`crate::app::BadSetting`] is a usage error (exit 2); a database without our schema
-    /// says to migrate it (exit 7); anything else is internal.
+    /// A [`crate::app::BadSetting`] or a refused TLS certificate is a usage error (exit 2); a
+    /// database without our schema says to migrate it (exit 7); anything else is internal.
+    /// The error is kept whole, with the context [`crate::app`] gave it.
     fn from(e: anyhow::Error) -> CliError {
         if e.downcast_ref::<crate::app::BadSetting>().is_some() {
             return CliError::new(Exit::Usage, e);
         }
-        match e.downcast::<StoreError>() {
-            Ok(store) => CliError::from(store),
-            Err(e) => CliError::new(Exit::Internal, e),
+        if let Some(store) = e.downcast_ref::<StoreError>() {
+            if store.is_schema_missing() {
+                return schema_missing(&e);
+            }
+            if crate::app::tls_refused(store).is_some() {
+                return CliError::new(Exit::Usage, e);
+            }
         }
+        CliError::new(Exit::Internal, e)
     }
 }
 
 /// The precondition of every command that reads or writes jobs: the schema exists.
 pub const SCHEMA_MISSING: &str = "decay.store.schema_missing";
 
+/// The refusal for a database without our schema.
+fn schema_missing(e: &dyn fmt::Display) -> CliError {
+    CliError::precondition(
+        SCHEMA_MISSING,
+        format!(
+            "the database has no decay-worker schema yet ({e}); run `decay-worker migrate` first"
+        ),
+    )
+}
+
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
         if e.is_schema_missing() {
-            return CliError::precondition(
-                SCHEMA_MISSING,
-                format!(
-                    "the database has no decay-worker schema yet ({e}); run `decay-worker migrate` first"
-                ),
-            );
+            return schema_missing(&e);
         }
         // A refused certificate is a setting to fix (`sslrootcert=`, `sslmode=`), not an outage.
         let exit = if crate::app::tls_refused(&e).is_some() {
