@@ -118,7 +118,7 @@ async fn a_worker_retries_a_cancelled_statement_as_transient(pool: PgPool) {
     let m = http_get(w.port, "/metrics").await.1;
     assert_eq!(
         metric(&m, "decay_retries_total{why=\"runner_error\"}"),
-        None
+        Some(0.0)
     );
     assert_eq!(state_of(&pool, &id.to_string()).await, "pending");
 
@@ -172,7 +172,7 @@ async fn a_read_only_database_leaves_the_job_pending_until_it_is_writable(pool: 
     let m = http_get(w.port, "/metrics").await.1;
     assert_eq!(
         metric(&m, "decay_retries_total{why=\"runner_error\"}"),
-        None
+        Some(0.0)
     );
     assert_eq!(state_of(&pool, &id.to_string()).await, "pending");
     wait_until(LONG, "/readyz naming the read-only database", || async {
