@@ -40,7 +40,8 @@ const BATCH_SIZE_BUCKETS: [f64; 11] = [
 /// answer well inside its own timeout even when the database hangs.
 const READINESS_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Install the global Prometheus recorder and describe our metrics. A background task runs
+/// Install the global Prometheus recorder (the worker declares and describes its series in
+/// [`crate::worker::series`]). A background task runs
 /// the recorder's upkeep: without it histogram samples pile up between scrapes, and a worker
 /// nobody scrapes would grow with every job.
 pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
@@ -54,40 +55,6 @@ pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
             &BATCH_SIZE_BUCKETS,
         )?
         .install_recorder()?;
-    metrics::describe_counter!(
-        "decay_jobs_total",
-        "Deliveries settled, by outcome (completed, noop, failed, retried, deferred, dead_lettered, ...)"
-    );
-    metrics::describe_histogram!(
-        "decay_job_duration_seconds",
-        "Time to run one job, by kind and outcome"
-    );
-    metrics::describe_histogram!(
-        "decay_batch_size",
-        "Jobs per batch run by the worker (one read, one transaction)"
-    );
-    metrics::describe_gauge!("decay_jobs_in_flight", "Jobs running now");
-    metrics::describe_counter!("decay_deliveries_total", "Deliveries received");
-    metrics::describe_counter!(
-        "decay_redeliveries_total",
-        "Deliveries flagged redelivered by the broker"
-    );
-    metrics::describe_counter!(
-        "decay_broker_reconnects_total",
-        "Broker sessions re-opened after a failure"
-    );
-    metrics::describe_counter!(
-        "decay_database_errors_total",
-        "Runs that ended in a database error (retried)"
-    );
-    metrics::describe_counter!(
-        "decay_lease_recoveries_total",
-        "Expired claims of other runners recovered"
-    );
-    metrics::describe_counter!(
-        "decay_reconciled_total",
-        "Jobs republished by the reconciler"
-    );
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -34,6 +34,8 @@ pub fn declare() {
             );
         }
     }
+    // Registered like the duration histogram: present from the start, with no samples.
+    let _ = metrics::histogram!("decay_batch_size");
     metrics::gauge!("decay_jobs_in_flight").set(0.0);
     for why in RetryReason::ALL {
         metrics::counter!("decay_retries_total", "why" => why.label()).absolute(0);
@@ -62,6 +64,10 @@ fn describe() {
     metrics::describe_histogram!(
         "decay_job_duration_seconds",
         "Time to run one job, by kind and outcome"
+    );
+    metrics::describe_histogram!(
+        "decay_batch_size",
+        "Jobs per batch run by the worker (one read, one transaction)"
     );
     metrics::describe_gauge!("decay_jobs_in_flight", "Jobs running now");
     metrics::describe_counter!("decay_deliveries_total", "Deliveries received");
