@@ -2,8 +2,6 @@
 //! canonical forms round-trip, equivalent forms redirect to the canonical one, and
 //! non-canonical values are refused with a reason. Each property prints how many cases ran.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use chrono::{DateTime, Utc};
 use decay_worker::decay::{JobKind, JobStateKind};
 use decay_worker::http::dashboard::query::{
@@ -12,35 +10,9 @@ use decay_worker::http::dashboard::query::{
 };
 use decay_worker::ids::DecayJobId;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-/// Cases per property (explicit, so a `PROPTEST_CASES` in the environment cannot lower it).
-const CASES: u32 = 2_000;
-
-/// Run one property with [`CASES`] cases, print the count, and fail the test on a
-/// counterexample (proptest shrinks it first).
-fn check<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let ran = AtomicU32::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&strategy, |v| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        test(v)
-    });
-    if let Err(e) = result {
-        panic!("{name}: {e}");
-    }
-    eprintln!(
-        "proptest {name}: {CASES} cases passed ({} runs including shrinking)",
-        ran.load(Ordering::Relaxed)
-    );
-}
+use crate::testkit::prop::check;
+use proptest::test_runner::TestCaseError;
 
 /// The end of year 9999, the latest time filters accept.
 const MAX_SECS: i64 = 253_402_300_799;

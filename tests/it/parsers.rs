@@ -3,7 +3,6 @@
 //! it never panics on anything, canonical forms round-trip, and non-canonical forms are
 //! refused with a reason. Each property prints how many cases ran.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use decay_worker::broker::headers::{MAX_COUNTER, RetryCounter, RetryCounts, counter};
@@ -17,35 +16,9 @@ use decay_worker::ids::{DecayJobId, MemoryId};
 use decay_worker::telemetry::redact;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-/// Cases per property (explicit, so a `PROPTEST_CASES` in the environment cannot lower it).
-const CASES: u32 = 2_000;
-
-/// Run one property with [`CASES`] cases, print the count, and fail the test on a
-/// counterexample (proptest shrinks it first).
-fn check<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let ran = AtomicU32::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&strategy, |v| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        test(v)
-    });
-    if let Err(e) = result {
-        panic!("{name}: {e}");
-    }
-    eprintln!(
-        "proptest {name}: {CASES} cases passed ({} runs including shrinking)",
-        ran.load(Ordering::Relaxed)
-    );
-}
+use crate::testkit::prop::check;
+use proptest::test_runner::TestCaseError;
 
 fn job_id() -> impl Strategy<Value = DecayJobId> {
     any::<u128>().prop_map(|u| DecayJobId::parse(&format!("dcy_{}", ulid::Ulid(u))).unwrap())

@@ -20,6 +20,7 @@ pub mod attest;
 pub mod browser;
 pub mod harness;
 pub mod openai;
+pub mod prop;
 
 /// The frozen clock tests use (spec §4.7).
 pub fn t0() -> DateTime<Utc> {
