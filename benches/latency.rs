@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use decay_worker::broker::Topology;
 use decay_worker::telemetry::redact;
-use lapin::{Connection, ConnectionProperties};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
+
+mod common;
+use common::delete_topology;
 
 /// How long the worker may take to become ready, and the jobs to settle.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -216,25 +218,6 @@ async fn measure(cfg: &Cfg, pool: &PgPool, db_url: &str, base: &str) -> Result<M
     })
 }
 
-async fn delete_topology(url: &str, base: &str) -> Result<()> {
-    // The delivery limit does not change any name.
-    let topo = Topology::new(base, 10);
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    for q in topo.queues() {
-        channel
-            .queue_delete(q.name.as_str().into(), Default::default())
-            .await?;
-    }
-    for x in [topo.exchange().to_string(), topo.dlx()] {
-        channel
-            .exchange_delete(x.as_str().into(), Default::default())
-            .await?;
-    }
-    conn.close(200, "bye".into()).await?;
-    Ok(())
-}
-
 async fn run() -> Result<bool> {
     let cfg = Cfg::from_env()?;
     let admin = PgPoolOptions::new()
@@ -267,7 +250,8 @@ async fn run() -> Result<bool> {
         m
     }
     .await;
-    if let Err(e) = delete_topology(&cfg.amqp_url, &base).await {
+    // The delivery limit does not change any name.
+    if let Err(e) = delete_topology(&cfg.amqp_url, &Topology::new(&base, 10)).await {
         eprintln!("[latency] could not delete topology {base}: {e}");
     }
     sqlx::query(AssertSqlSafe(format!(
@@ -305,22 +289,5 @@ async fn run() -> Result<bool> {
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; no other arguments are taken.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("latency: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("latency bench failed: {}", redact(&format!("{e:#}")));
-            ExitCode::FAILURE
-        }
-    }
+    common::run_main("latency", run())
 }

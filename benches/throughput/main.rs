@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chrono::{DateTime, Utc};
 use decay_worker::broker::message::encode_body;
-use decay_worker::broker::{BrokerConfig, Session, Topology};
+use decay_worker::broker::{BrokerConfig, Session};
 use decay_worker::decay::attestation::TrustPolicy;
 use decay_worker::ids::DecayJobId;
 use decay_worker::llm::NoopBackend;
@@ -77,6 +77,8 @@ use tokio::process::{Child, Command};
 
 mod bench;
 mod ceiling;
+#[path = "../common/mod.rs"]
+mod common;
 mod config;
 mod e2e;
 mod latency;
@@ -87,6 +89,7 @@ mod sys;
 mod workers;
 
 use bench::*;
+use common::delete_topology;
 use config::*;
 use publisher::*;
 use report::*;
@@ -483,21 +486,5 @@ pub(crate) fn display_path(p: &Path) -> String {
 }
 
 fn main() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bench: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(main_async()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench failed: {}", redact(&format!("{e:#}")));
-            ExitCode::FAILURE
-        }
-    }
+    common::run_main("throughput", async { main_async().await.map(|()| true) })
 }

@@ -83,22 +83,3 @@ impl Publisher {
         let _ = self.conn.close(200, "bye".into()).await;
     }
 }
-
-/// Delete every queue and exchange of the bench's topology, on a connection of its own (the
-/// product never deletes its topology, so it has no API for it).
-pub(crate) async fn delete_topology(url: &str, topo: &Topology) -> Result<()> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    for q in topo.queues() {
-        channel
-            .queue_delete(q.name.as_str().into(), Default::default())
-            .await?;
-    }
-    for x in [topo.exchange().to_string(), topo.dlx()] {
-        channel
-            .exchange_delete(x.as_str().into(), Default::default())
-            .await?;
-    }
-    conn.close(200, "bye".into()).await?;
-    Ok(())
-}
