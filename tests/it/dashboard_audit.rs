@@ -5,15 +5,14 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use decay_worker::decay::attestation::{prompt_template_digest, verifying_key_hex};
+use decay_worker::decay::attestation::verifying_key_hex;
 use decay_worker::decay::{JobKind, SummaryMethod};
-use decay_worker::llm::{
-    ReplayBackend, ReplayEntry, ReplayFixture, SummaryRequest, SummaryResponse,
-};
 use decay_worker::runner::RunOutcome;
 use sqlx::PgPool;
 
-use crate::testkit::attest::{KEY_ID, SEED, sign_for, temp_json};
+use crate::testkit::attest::{
+    KEY_ID, SEED, alpha_beta_backend, replay_digest, sign_for, temp_json,
+};
 use crate::testkit::browser::{Browser, spawn_dashboard};
 use crate::testkit::harness::Harness;
 use crate::testkit::*;
@@ -38,24 +37,8 @@ async fn an_attested_jobs_detail_shows_its_whole_attestation(pool: PgPool) {
         Utc::now(),
     )
     .await;
-    let digest = prompt_template_digest(b"Summarise these claims faithfully:\n{claims}");
-    let fixture = ReplayFixture {
-        entries: vec![ReplayEntry {
-            request: SummaryRequest {
-                model_name: MODEL.into(),
-                prompt_template_blake3: digest.clone(),
-                source_claims: vec!["alpha".into(), "beta".into()],
-                max_output_bytes: Some(4096),
-                decay_job_id: Some(id.to_string()),
-            },
-            response: SummaryResponse {
-                claim: "Alpha and beta.".into(),
-                token_usage: None,
-                model_name_echoed: MODEL.into(),
-            },
-        }],
-    };
-    let backend = Arc::new(ReplayBackend::from_fixture(fixture).unwrap());
+    let digest = replay_digest();
+    let backend = Arc::new(alpha_beta_backend(&id, MODEL));
     let env = sign_for(&id, MODEL, &digest);
     let out = runner_with(store, runner_cfg(), backend)
         .run_specific_job_with_attestation(&id, Some(&temp_json(&env)))

@@ -10,14 +10,13 @@ use decay_worker::decay::attestation::{
 };
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::DecayJobId;
-use decay_worker::llm::{
-    ReplayBackend, ReplayEntry, ReplayFixture, SummaryRequest, SummaryResponse,
-};
 use decay_worker::runner::RunOutcome;
 use decay_worker::store::Store;
 use sqlx::PgPool;
 
-use crate::testkit::attest::{place_envelope, sign_for, temp_json, trust_policy};
+use crate::testkit::attest::{
+    alpha_beta_backend, place_envelope, replay_digest, sign_for, temp_json, trust_policy,
+};
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
 
@@ -172,27 +171,11 @@ async fn without_trusted_keys_schedule_refuses_llm_jobs(pool: PgPool) {
 async fn the_stored_audit_record_re_verifies_the_signature(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let id = llm_job(&store).await;
-    let digest = prompt_template_digest(b"Summarise these claims faithfully:\n{claims}");
-    let fixture = ReplayFixture {
-        entries: vec![ReplayEntry {
-            request: SummaryRequest {
-                model_name: MODEL.into(),
-                prompt_template_blake3: digest.clone(),
-                source_claims: vec!["alpha".into(), "beta".into()],
-                max_output_bytes: Some(4096),
-                decay_job_id: Some(id.to_string()),
-            },
-            response: SummaryResponse {
-                claim: "Alpha and beta.".into(),
-                token_usage: None,
-                model_name_echoed: MODEL.into(),
-            },
-        }],
-    };
+    let digest = replay_digest();
     let r = runner_with(
         &store,
         runner_cfg(),
-        Arc::new(ReplayBackend::from_fixture(fixture).unwrap()),
+        Arc::new(alpha_beta_backend(&id, MODEL)),
     );
     let env = sign_for(&id, MODEL, &digest);
     let out = r

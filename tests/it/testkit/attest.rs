@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use decay_worker::decay::attestation::{
-    AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, TrustedKeysFile, sign_envelope,
-    verifying_key_hex,
+    AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, TrustedKeysFile,
+    prompt_template_digest, sign_envelope, verifying_key_hex,
 };
 use decay_worker::ids::DecayJobId;
+use decay_worker::llm::{
+    ReplayBackend, ReplayEntry, ReplayFixture, SummaryRequest, SummaryResponse,
+};
 use serde::Serialize;
 use tempfile::{NamedTempFile, TempPath};
 
@@ -23,6 +26,33 @@ pub const KEY_ID: &str = "k1";
 /// template `digest`.
 pub fn sign_for(job: &DecayJobId, model: &str, digest: &str) -> AttestationEnvelope {
     sign_envelope(&SEED, KEY_ID, &Utc::now().to_rfc3339(), job, model, digest)
+}
+
+/// The digest of the prompt template the replay fixtures pin.
+pub fn replay_digest() -> String {
+    prompt_template_digest(b"Summarise these claims faithfully:\n{claims}")
+}
+
+/// A replay backend that answers the one summary of the claims "alpha" and "beta" for `job`
+/// under `model` and the [`replay_digest`] template with "Alpha and beta.", echoing `model`.
+pub fn alpha_beta_backend(job: &DecayJobId, model: &str) -> ReplayBackend {
+    let fixture = ReplayFixture {
+        entries: vec![ReplayEntry {
+            request: SummaryRequest {
+                model_name: model.into(),
+                prompt_template_blake3: replay_digest(),
+                source_claims: vec!["alpha".into(), "beta".into()],
+                max_output_bytes: Some(4096),
+                decay_job_id: Some(job.to_string()),
+            },
+            response: SummaryResponse {
+                claim: "Alpha and beta.".into(),
+                token_usage: None,
+                model_name_echoed: model.into(),
+            },
+        }],
+    };
+    ReplayBackend::from_fixture(fixture).unwrap()
 }
 
 /// A new temporary file holding `contents`, removed when the returned path drops.
