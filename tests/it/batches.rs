@@ -311,21 +311,7 @@ async fn a_database_error_fails_the_whole_batch_and_commits_nothing(pool: PgPool
     let ids = candidates(&store, 5).await;
     // The fourth summary insert fails the way a serialization failure does: the statement
     // has already updated jobs and inserted summaries by then, and all of it must roll back.
-    sqlx::raw_sql(
-        "CREATE SEQUENCE inserts;
-         CREATE FUNCTION fail_fourth() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF nextval('inserts') = 4 THEN
-             RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER fail_fourth BEFORE INSERT ON memories
-           FOR EACH ROW WHEN (NEW.memory_type = 'summary') EXECUTE FUNCTION fail_fourth();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    fail_nth_summary_insert(&pool, 4).await;
     let r = runner(&store);
     let err = r.run_batch(&ids).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
@@ -438,21 +424,7 @@ async fn two_batching_workers_complete_every_job_exactly_once(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn a_failed_batch_is_retried_and_completes(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
-    sqlx::raw_sql(
-        "CREATE SEQUENCE inserts;
-         CREATE FUNCTION fail_first() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF nextval('inserts') = 1 THEN
-             RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER fail_first BEFORE INSERT ON memories
-           FOR EACH ROW WHEN (NEW.memory_type = 'summary') EXECUTE FUNCTION fail_first();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    fail_nth_summary_insert(&pool, 1).await;
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.push(candidate_job(&h.store, Utc::now()).await);

@@ -174,6 +174,29 @@ pub async fn read_memory(pool: &PgPool, id: &MemoryId) -> Option<MemoryRow> {
     .unwrap()
 }
 
+/// Make the `n`th summary insert into this database (1-based, counted across all jobs) fail
+/// the way a serialization failure does, after the statement has already done its other work:
+/// what a transient database error in the middle of a settle looks like.
+pub async fn fail_nth_summary_insert(pool: &PgPool, n: u32) {
+    let sql = format!(
+        "CREATE SEQUENCE inserts;
+         CREATE FUNCTION fail_nth() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('inserts') = {n} THEN
+             RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_nth BEFORE INSERT ON memories
+           FOR EACH ROW WHEN (NEW.memory_type = 'summary') EXECUTE FUNCTION fail_nth();"
+    );
+    // `n` is a number: no outside input reaches this statement.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Number of summary memories written by a job (0 or 1 by construction).
 pub async fn count_summaries(pool: &PgPool, job: &DecayJobId) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM memories WHERE produced_by_job_id = $1")
