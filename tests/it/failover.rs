@@ -13,7 +13,9 @@ use sqlx::postgres::Postgres;
 use tokio::process::Command;
 
 use crate::testkit::candidate_job;
-use crate::testkit::harness::{Harness, amqp_url, http_get, metric, wait_until};
+use crate::testkit::harness::{
+    Harness, amqp_url, await_transient_retry_only, http_get, wait_until,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -110,16 +112,7 @@ async fn a_worker_retries_a_cancelled_statement_as_transient(pool: PgPool) {
     })
     .await;
     assert_eq!(cancel_lock_waiters(&pool).await, 1);
-    wait_until(LONG, "a transient retry", || async {
-        let m = http_get(w.port, "/metrics").await.1;
-        metric(&m, "decay_retries_total{why=\"transient\"}").is_some_and(|n| n >= 1.0)
-    })
-    .await;
-    let m = http_get(w.port, "/metrics").await.1;
-    assert_eq!(
-        metric(&m, "decay_retries_total{why=\"runner_error\"}"),
-        Some(0.0)
-    );
+    await_transient_retry_only(w.port, LONG).await;
     assert_eq!(state_of(&pool, &id.to_string()).await, "pending");
 
     lock.rollback().await.unwrap();
@@ -164,16 +157,7 @@ async fn a_read_only_database_leaves_the_job_pending_until_it_is_writable(pool: 
     set_read_only(&mut admin, &db, true).await;
     assert!(h.cut_worker_connections().await >= 1);
     h.publish(&id).await;
-    wait_until(LONG, "a transient retry", || async {
-        let m = http_get(w.port, "/metrics").await.1;
-        metric(&m, "decay_retries_total{why=\"transient\"}").is_some_and(|n| n >= 1.0)
-    })
-    .await;
-    let m = http_get(w.port, "/metrics").await.1;
-    assert_eq!(
-        metric(&m, "decay_retries_total{why=\"runner_error\"}"),
-        Some(0.0)
-    );
+    await_transient_retry_only(w.port, LONG).await;
     assert_eq!(state_of(&pool, &id.to_string()).await, "pending");
     wait_until(LONG, "/readyz naming the read-only database", || async {
         let (status, body) = http_get(w.port, "/readyz").await;

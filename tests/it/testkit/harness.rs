@@ -480,6 +480,22 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .map(|(_, v)| v.parse().unwrap())
 }
 
+/// Wait (up to `within`) until the worker on `port` has counted a transient retry, then check
+/// it counted no runner-error retry: a database outage must read as transient, never as the
+/// runner's own fault (which is retried a few times and dead-lettered).
+pub async fn await_transient_retry_only(port: u16, within: Duration) {
+    wait_until(within, "a transient retry", || async {
+        let m = http_get(port, "/metrics").await.1;
+        metric(&m, "decay_retries_total{why=\"transient\"}").is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let m = http_get(port, "/metrics").await.1;
+    assert_eq!(
+        metric(&m, "decay_retries_total{why=\"runner_error\"}"),
+        Some(0.0)
+    );
+}
+
 /// Deliveries a worker settled for good, from its `/metrics` body: every `decay_jobs_total`
 /// outcome except the two that send the message round again through a retry tier
 /// (`retried`, `deferred`). Once a worker has counted an outcome, its task acks the delivery,
