@@ -4,13 +4,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use decay_worker::decay::{JobKind, SummaryMethod};
-use decay_worker::llm::openai::openai_prompt_template_digest;
 use sqlx::PgPool;
 
-use crate::testkit::attest::{place_envelope, sign_for, trusted_keys_file};
+use crate::testkit::attest::trusted_keys_file;
 use crate::testkit::harness::{Harness, wait_until};
-use crate::testkit::openai::HeldOpenAi;
+use crate::testkit::openai::{HeldOpenAi, attested_openai_job};
 use crate::testkit::*;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -21,22 +19,13 @@ async fn a_cancelled_claim_stops_its_llm_call(pool: PgPool) {
     let h = Harness::new(pool).await;
     let server = HeldOpenAi::start().await;
     let attestations = tempfile::tempdir().unwrap();
-    let mut sources = Vec::new();
-    for c in ["cancel alpha", "cancel beta"] {
-        sources.push(memory(&h.store, c, 0.8, "agent").await.to_string());
-    }
-    let id = job_at(
+    let id = attested_openai_job(
         &h.store,
-        JobKind::CandidateCompression,
-        SummaryMethod::LlmSummary,
-        sources,
-        Utc::now(),
+        &["cancel alpha", "cancel beta"],
+        MODEL,
+        attestations.path(),
     )
     .await;
-    place_envelope(
-        attestations.path(),
-        &sign_for(&id, MODEL, &openai_prompt_template_digest()),
-    );
     let keys = trusted_keys_file(h.scratch());
     let mut w = h.spawn_worker(
         "w-cancel",

@@ -3,15 +3,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::{DecayJobId, MemoryId};
-use decay_worker::llm::openai::{openai_prompt_template_digest, openai_user_message};
+use decay_worker::llm::openai::openai_user_message;
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 
-use crate::testkit::attest::{place_envelope, sign_for, trusted_keys_file};
+use crate::testkit::attest::trusted_keys_file;
 use crate::testkit::harness::{Harness, http_get, settled_for_good, wait_until};
-use crate::testkit::openai::{HeldOpenAi, summary_of};
+use crate::testkit::openai::{HeldOpenAi, attested_openai_job, summary_of};
 use crate::testkit::*;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -440,22 +439,7 @@ async fn sigterm_lets_jobs_in_flight_finish_and_acks_them(pool: PgPool) {
     let mut asked = Vec::with_capacity(N);
     for i in 0..N {
         let claims = [format!("drain {i} alpha"), format!("drain {i} beta")];
-        let mut sources = Vec::new();
-        for c in &claims {
-            sources.push(memory(&h.store, c, 0.8, "agent").await.to_string());
-        }
-        let id = job_at(
-            &h.store,
-            JobKind::CandidateCompression,
-            SummaryMethod::LlmSummary,
-            sources,
-            Utc::now(),
-        )
-        .await;
-        place_envelope(
-            attestations.path(),
-            &sign_for(&id, MODEL, &openai_prompt_template_digest()),
-        );
+        let id = attested_openai_job(&h.store, &claims, MODEL, attestations.path()).await;
         asked.push(openai_user_message(&claims));
         ids.push(id);
     }

@@ -3,9 +3,15 @@
 //! when they may finish. It speaks just enough HTTP/1.1 for the product's client: one request
 //! per connection, answered with `connection: close`.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::Utc;
+use decay_worker::decay::{JobKind, SummaryMethod};
+use decay_worker::ids::DecayJobId;
+use decay_worker::llm::openai::openai_prompt_template_digest;
+use decay_worker::store::Store;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,6 +20,38 @@ use tokio::task::JoinHandle;
 
 /// Largest request the server reads (a summary request is a few kilobytes).
 const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// A due LLM-summary job over new agent memories holding `claims`, with the test operator's
+/// envelope for it (pinning `model` and the OpenAI backend's prompt template) placed in the
+/// attestation directory `dir`, where a worker started with `--attestation-dir` finds it.
+pub async fn attested_openai_job(
+    store: &Store,
+    claims: &[impl AsRef<str>],
+    model: &str,
+    dir: &Path,
+) -> DecayJobId {
+    let mut sources = Vec::new();
+    for c in claims {
+        sources.push(
+            crate::testkit::memory(store, c.as_ref(), 0.8, "agent")
+                .await
+                .to_string(),
+        );
+    }
+    let id = crate::testkit::job_at(
+        store,
+        JobKind::CandidateCompression,
+        SummaryMethod::LlmSummary,
+        sources,
+        Utc::now(),
+    )
+    .await;
+    crate::testkit::attest::place_envelope(
+        dir,
+        &crate::testkit::attest::sign_for(&id, model, &openai_prompt_template_digest()),
+    );
+    id
+}
 
 pub struct HeldOpenAi {
     /// What to pass as `--openai-base-url`.
