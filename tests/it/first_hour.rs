@@ -300,27 +300,18 @@ async fn schedule_refuses_sources_that_do_not_exist(pool: PgPool) {
 /// An envelope used twice: its own refusal (exit 7), not a database error.
 #[sqlx::test(migrations = "./migrations")]
 async fn scheduling_with_a_used_envelope_says_so(pool: PgPool) {
-    use crate::testkit::attest::{sign_for, temp_json};
+    use crate::testkit::attest::{schedule_llm_args, sign_for, temp_json};
     let h = Harness::new(pool).await;
     let m = memory(&h.store, "alpha", 0.9, "user").await.to_string();
     let id = decay_worker::ids::DecayJobId::new();
     let digest = decay_worker::decay::attestation::prompt_template_digest(b"t {claims}");
     let env = temp_json(&sign_for(&id, "m@1", &digest));
     let keys = crate::testkit::attest::trusted_keys_file(h.scratch());
-    let args = [
-        "schedule",
-        "--trusted-operator-keys",
-        keys.to_str().unwrap(),
-        "--kind",
-        "candidate-compression",
-        "--memory-ids",
+    let args = schedule_llm_args(
         &m,
-        "--summary-method",
-        "llm",
-        "--operator-attestation",
-        env.to_str().unwrap(),
-        "--no-publish",
-    ];
+        &env,
+        &["--trusted-operator-keys", keys.to_str().unwrap()],
+    );
     let first = h.cli(&args).await;
     assert!(first.status.success(), "{first:?}");
     let again = h.cli(&args).await;

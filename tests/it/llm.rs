@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tempfile::TempPath;
 
 use crate::testkit::attest::{
-    SEED, place_envelope, sign_for, temp_file, temp_json, trusted_keys_file,
+    SEED, place_envelope, schedule_llm_args, sign_for, temp_file, temp_json, trusted_keys_file,
 };
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
@@ -617,23 +617,17 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let keys = trusted_keys_file(h.scratch());
     let out = h
-        .cli(&[
-            "schedule",
-            "--trusted-operator-keys",
-            keys.to_str().unwrap(),
-            "--kind",
-            "candidate-compression",
-            "--memory-ids",
+        .cli(&schedule_llm_args(
             &m,
-            "--summary-method",
-            "llm",
-            "--operator-attestation",
-            env_path.to_str().unwrap(),
-            "--attestation-dir",
-            dir.path().to_str().unwrap(),
-            "--no-publish",
-            "--json",
-        ])
+            &env_path,
+            &[
+                "--trusted-operator-keys",
+                keys.to_str().unwrap(),
+                "--attestation-dir",
+                dir.path().to_str().unwrap(),
+                "--json",
+            ],
+        ))
         .await;
     assert!(
         out.status.success(),
@@ -655,21 +649,13 @@ async fn schedule_verifies_the_envelope_before_inserting(pool: PgPool) {
     let other = DecayJobId::new();
     let mut env = signed(&other);
     env.model_name = "tampered".into();
+    let tampered = write_env(&env);
     let out = h
-        .cli(&[
-            "schedule",
-            "--kind",
-            "candidate-compression",
-            "--memory-ids",
+        .cli(&schedule_llm_args(
             &m,
-            "--summary-method",
-            "llm",
-            "--operator-attestation",
-            write_env(&env).to_str().unwrap(),
-            "--trusted-operator-keys",
-            keys.to_str().unwrap(),
-            "--no-publish",
-        ])
+            &tampered,
+            &["--trusted-operator-keys", keys.to_str().unwrap()],
+        ))
         .await;
     assert_eq!(out.status.code(), Some(7));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -15,7 +15,8 @@ use decay_worker::store::Store;
 use sqlx::PgPool;
 
 use crate::testkit::attest::{
-    alpha_beta_backend, place_envelope, replay_digest, sign_for, temp_json, trust_policy,
+    alpha_beta_backend, place_envelope, replay_digest, schedule_llm_args, sign_for, temp_json,
+    trust_policy,
 };
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
@@ -126,26 +127,7 @@ async fn without_trusted_keys_schedule_refuses_llm_jobs(pool: PgPool) {
     let m = memory(&h.store, "alpha", 0.9, "user").await.to_string();
     let id = DecayJobId::new();
     let env = temp_json(&minted(&id));
-    let schedule = |extra: &'static [&'static str]| {
-        let mut args = vec![
-            "schedule",
-            "--kind",
-            "candidate-compression",
-            "--memory-ids",
-            &m,
-            "--summary-method",
-            "llm",
-            "--operator-attestation",
-            env.to_str().unwrap(),
-            "--no-publish",
-        ];
-        args.extend_from_slice(extra);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let args = schedule(&[]);
-    let out = h
-        .cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .await;
+    let out = h.cli(&schedule_llm_args(&m, &env, &[])).await;
     assert_eq!(out.status.code(), Some(7));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
@@ -155,9 +137,12 @@ async fn without_trusted_keys_schedule_refuses_llm_jobs(pool: PgPool) {
         "nothing inserted"
     );
 
-    let args = schedule(&["--allow-untrusted-attestations"]);
     let out = h
-        .cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .cli(&schedule_llm_args(
+            &m,
+            &env,
+            &["--allow-untrusted-attestations"],
+        ))
         .await;
     assert!(
         out.status.success(),

@@ -55,6 +55,29 @@ pub fn alpha_beta_backend(job: &DecayJobId, model: &str) -> ReplayBackend {
     ReplayBackend::from_fixture(fixture).unwrap()
 }
 
+/// The arguments of `decay-worker schedule` for an unpublished LLM compression of `memory`
+/// attested by the envelope file `envelope`, followed by `extra` (keys, `--json`, opt-outs).
+pub fn schedule_llm_args<'a>(
+    memory: &'a str,
+    envelope: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "schedule",
+        "--kind",
+        "candidate-compression",
+        "--memory-ids",
+        memory,
+        "--summary-method",
+        "llm",
+        "--operator-attestation",
+        envelope.to_str().unwrap(),
+        "--no-publish",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A new temporary file holding `contents`, removed when the returned path drops.
 pub fn temp_file(contents: impl AsRef<[u8]>) -> TempPath {
     let mut f = NamedTempFile::new().unwrap();
