@@ -81,16 +81,7 @@ async fn publishing_while_a_worker_consumes_causes_no_in_progress_retry(pool: Pg
 async fn the_shutdown_grace_bounds_the_exit_of_a_blocked_job(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
     let id = candidate_job(&h.store, Utc::now()).await;
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query(
-        "SELECT id FROM memories WHERE id IN
-           (SELECT jsonb_array_elements_text(source_ids_json) FROM decay_jobs WHERE id = $1)
-         FOR UPDATE",
-    )
-    .bind(id.to_string())
-    .fetch_all(&mut *blocker)
-    .await
-    .unwrap();
+    let blocker = lock_sources_of(&pool, &id).await;
     let mut w = h.spawn_worker_env("w-grace", &[], &[("DECAY_SHUTDOWN_GRACE", "1s")]);
     w.await_ready().await;
     h.publish(&id).await;

@@ -518,16 +518,7 @@ async fn a_job_waiting_on_a_lock_does_not_hold_up_the_others(pool: PgPool) {
     let h = Harness::new(pool.clone()).await;
     let slow = jobs(&h, 1).await.remove(0);
     let others = jobs(&h, 20).await;
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query(
-        "SELECT id FROM memories WHERE id IN
-           (SELECT jsonb_array_elements_text(source_ids_json) FROM decay_jobs WHERE id = $1)
-         FOR UPDATE",
-    )
-    .bind(slow.to_string())
-    .fetch_all(&mut *blocker)
-    .await
-    .unwrap();
+    let blocker = lock_sources_of(&pool, &slow).await;
     let mut w = h.spawn_worker("w-hol", &["--concurrency", "4", "--prefetch", "8"]);
     // Duplicates are harmless by design; four of them used to take all four permits.
     for _ in 0..4 {

@@ -174,6 +174,25 @@ pub async fn read_memory(pool: &PgPool, id: &MemoryId) -> Option<MemoryRow> {
     .unwrap()
 }
 
+/// Lock the source memories of `job` (`FOR UPDATE`) in a transaction of our own, so the job's
+/// settle waits on them until the returned transaction is rolled back or dropped.
+pub async fn lock_sources_of(
+    pool: &PgPool,
+    job: &DecayJobId,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT id FROM memories WHERE id IN
+           (SELECT jsonb_array_elements_text(source_ids_json) FROM decay_jobs WHERE id = $1)
+         FOR UPDATE",
+    )
+    .bind(job.to_string())
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
 /// Make the `n`th summary insert into this database (1-based, counted across all jobs) fail
 /// the way a serialization failure does, after the statement has already done its other work:
 /// what a transient database error in the middle of a settle looks like.
