@@ -29,21 +29,13 @@ async fn a_cancelled_claim_stops_its_llm_call(pool: PgPool) {
     let keys = trusted_keys_file(h.scratch());
     let mut w = h.spawn_worker(
         "w-cancel",
-        &[
-            "--summary-backend",
-            "openai",
-            "--openai-base-url",
-            &server.base_url,
-            "--openai-models",
+        &server.worker_args(
             MODEL,
+            &keys,
+            attestations.path(),
             // Far beyond the test's deadlines: the call can only end early by being dropped.
-            "--openai-timeout",
-            "10m",
-            "--trusted-operator-keys",
-            keys.to_str().unwrap(),
-            "--attestation-dir",
-            attestations.path().to_str().unwrap(),
-        ],
+            &["--openai-timeout", "10m"],
+        ),
     );
     h.publish(&id).await;
     wait_until(LONG, "the LLM call held at the server", || async {

@@ -447,20 +447,12 @@ async fn sigterm_lets_jobs_in_flight_finish_and_acks_them(pool: PgPool) {
     let concurrency = N.to_string();
     let mut w = h.spawn_worker(
         "w-drain",
-        &[
-            "--concurrency",
-            &concurrency,
-            "--summary-backend",
-            "openai",
-            "--openai-base-url",
-            &server.base_url,
-            "--openai-models",
+        &server.worker_args(
             MODEL,
-            "--trusted-operator-keys",
-            keys.to_str().unwrap(),
-            "--attestation-dir",
-            attestations.path().to_str().unwrap(),
-        ],
+            &keys,
+            attestations.path(),
+            &["--concurrency", &concurrency],
+        ),
     );
     for id in &ids {
         h.publish(id).await;

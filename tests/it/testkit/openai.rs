@@ -105,6 +105,32 @@ impl HeldOpenAi {
     pub fn release(&self) {
         self.release.send_replace(true);
     }
+
+    /// The arguments of a worker that summarises with this server under `model`, trusting the
+    /// test operator's keys file `keys` and reading envelopes from `attestations`, followed by
+    /// `extra`.
+    pub fn worker_args<'a>(
+        &'a self,
+        model: &'a str,
+        keys: &'a Path,
+        attestations: &'a Path,
+        extra: &[&'a str],
+    ) -> Vec<&'a str> {
+        let mut args = vec![
+            "--summary-backend",
+            "openai",
+            "--openai-base-url",
+            &self.base_url,
+            "--openai-models",
+            model,
+            "--trusted-operator-keys",
+            keys.to_str().unwrap(),
+            "--attestation-dir",
+            attestations.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
 }
 
 impl Drop for HeldOpenAi {
