@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 
+use crate::testkit::attest::attest_sign_args;
 use crate::testkit::harness::{Harness, http_get, metric, wait_until};
 use crate::testkit::*;
 
@@ -333,20 +334,7 @@ async fn attest_sign_refuses_a_malformed_digest() {
     assert!(made.status.success(), "{made:?}");
     let upper = format!("blake3:{}", "A".repeat(64));
     for bad in ["blake3:", "blake3:ABC", "sha256:00", upper.as_str()] {
-        let out = bare(
-            &[
-                "attest",
-                "sign",
-                "--key",
-                key.to_str().unwrap(),
-                "--model",
-                "m@1",
-                "--prompt-template-blake3",
-                bad,
-            ],
-            &[],
-        )
-        .await;
+        let out = bare(&attest_sign_args(&key, "m@1", bad, &[]), &[]).await;
         let line = one_line(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {line}");
         assert!(line.contains("--prompt-template-blake3"), "{line}");

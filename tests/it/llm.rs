@@ -20,7 +20,8 @@ use sqlx::PgPool;
 use tempfile::TempPath;
 
 use crate::testkit::attest::{
-    SEED, place_envelope, schedule_llm_args, sign_for, temp_file, temp_json, trusted_keys_file,
+    SEED, attest_sign_args, place_envelope, schedule_llm_args, sign_for, temp_file, temp_json,
+    trusted_keys_file,
 };
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
@@ -454,20 +455,12 @@ async fn attest_sign_signs_what_the_library_signs() {
     let job = "dcy_01ARZ3NDEKTSV4RRFFQ69G5FAV";
     let digest = format!("blake3:{}", "ab".repeat(32));
     let signed_at = "2026-05-13T12:00:00+00:00";
-    let out = cli(&[
-        "attest",
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        "--job-id",
-        job,
-        "--model",
+    let out = cli(&attest_sign_args(
+        &key,
         "m@1",
-        "--prompt-template-blake3",
         &digest,
-        "--signed-at",
-        signed_at,
-    ])
+        &["--job-id", job, "--signed-at", signed_at],
+    ))
     .await;
     assert!(
         out.status.success(),
@@ -489,18 +482,12 @@ async fn attest_sign_signs_what_the_library_signs() {
     );
     assert_eq!(env, serde_json::to_value(&expected).unwrap());
     // The spec vector's short digest is refused, as `schedule` refuses its envelope.
-    let refused = cli(&[
-        "attest",
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        "--job-id",
-        job,
-        "--model",
+    let refused = cli(&attest_sign_args(
+        &key,
         "m@1",
-        "--prompt-template-blake3",
         "blake3:ab",
-    ])
+        &["--job-id", job],
+    ))
     .await;
     assert_eq!(refused.status.code(), Some(2));
 }

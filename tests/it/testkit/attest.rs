@@ -78,6 +78,29 @@ pub fn schedule_llm_args<'a>(
     args
 }
 
+/// The arguments of `decay-worker attest sign` with the key file `key`, pinning `model` and the
+/// template digest `digest` (passed as given, however malformed), followed by `extra`
+/// (`--job-id`, `--signed-at`).
+pub fn attest_sign_args<'a>(
+    key: &'a Path,
+    model: &'a str,
+    digest: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "attest",
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--model",
+        model,
+        "--prompt-template-blake3",
+        digest,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A new temporary file holding `contents`, removed when the returned path drops.
 pub fn temp_file(contents: impl AsRef<[u8]>) -> TempPath {
     let mut f = NamedTempFile::new().unwrap();
