@@ -15,8 +15,8 @@ use decay_worker::store::Store;
 use sqlx::PgPool;
 
 use crate::testkit::attest::{
-    alpha_beta_backend, place_envelope, replay_digest, schedule_llm_args, sign_for, temp_json,
-    trust_policy,
+    alpha_beta_backend, place_envelope, replay_digest, run_attested_args, schedule_llm_args,
+    sign_for, temp_json, trust_policy,
 };
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
@@ -57,15 +57,7 @@ async fn without_trusted_keys_run_refuses_llm_jobs_unless_opted_out(pool: PgPool
     let h = Harness::new(pool).await;
     let id = llm_job(&h.store).await;
     let env = temp_json(&minted(&id));
-    let out = h
-        .cli(&[
-            "run",
-            "--job-id",
-            &id.to_string(),
-            "--operator-attestation",
-            env.to_str().unwrap(),
-        ])
-        .await;
+    let out = h.cli(&run_attested_args(&id.to_string(), &env, &[])).await;
     assert_eq!(out.status.code(), Some(7));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(REJECTED) && err.contains(NO_KEYS), "{err}");
@@ -80,14 +72,11 @@ async fn without_trusted_keys_run_refuses_llm_jobs_unless_opted_out(pool: PgPool
     let id = llm_job(&h.store).await;
     let env = temp_json(&minted(&id));
     let out = h
-        .cli(&[
-            "run",
-            "--job-id",
+        .cli(&run_attested_args(
             &id.to_string(),
-            "--operator-attestation",
-            env.to_str().unwrap(),
-            "--allow-untrusted-attestations",
-        ])
+            &env,
+            &["--allow-untrusted-attestations"],
+        ))
         .await;
     assert_eq!(out.status.code(), Some(7));
     let row = h.store.read_job(&id).await.unwrap().unwrap();

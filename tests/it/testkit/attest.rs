@@ -78,6 +78,15 @@ pub fn schedule_llm_args<'a>(
     args
 }
 
+/// The arguments of `decay-worker run` for `job` attested by the envelope file `envelope`,
+/// followed by `extra` (opt-outs).
+pub fn run_attested_args<'a>(job: &'a str, envelope: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let envelope = envelope.to_str().unwrap();
+    let mut args = vec!["run", "--job-id", job, "--operator-attestation", envelope];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The arguments of `decay-worker attest sign` with the key file `key`, pinning `model` and the
 /// template digest `digest` (passed as given, however malformed), followed by `extra`
 /// (`--job-id`, `--signed-at`).
