@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use decay_worker::decay::attestation::verifying_key_hex;
-use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::runner::RunOutcome;
 use sqlx::PgPool;
 
@@ -27,16 +26,7 @@ const PHONE: (u32, u32) = (390, 844);
 async fn an_attested_jobs_detail_shows_its_whole_attestation(pool: PgPool) {
     let h = Harness::new(pool).await;
     let store = &h.store;
-    let a = memory(store, "alpha", 0.9, "user").await;
-    let b2 = memory(store, "beta", 0.7, "agent").await;
-    let id = job_at(
-        store,
-        JobKind::CandidateCompression,
-        SummaryMethod::LlmSummary,
-        vec![a.to_string(), b2.to_string()],
-        Utc::now(),
-    )
-    .await;
+    let (id, _, _) = alpha_beta_llm_job(store).await;
     let digest = replay_digest();
     let backend = Arc::new(alpha_beta_backend(&id, MODEL));
     let env = sign_for(&id, MODEL, &digest);

@@ -69,20 +69,6 @@ fn fixture(entries: Vec<(SummaryRequest, &str, &str)>) -> ReplayFixture {
     }
 }
 
-async fn llm_job(store: &Store) -> (DecayJobId, MemoryId, MemoryId) {
-    let a = memory(store, "alpha", 0.9, "user").await;
-    let b = memory(store, "beta", 0.7, "agent").await;
-    let id = job_at(
-        store,
-        JobKind::CandidateCompression,
-        SummaryMethod::LlmSummary,
-        vec![a.to_string(), b.to_string()],
-        Utc::now() - chrono::Duration::seconds(1),
-    )
-    .await;
-    (id, a, b)
-}
-
 async fn assert_refused(
     (store, pool): (&Store, &PgPool),
     out: RunOutcome,
@@ -117,7 +103,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     let now = Utc::now();
 
     // No attestation at all.
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let out = r.run_specific_job(&id).await.unwrap();
     assert_refused(
         (&store, &pool),
@@ -130,7 +116,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 
     // Unreadable envelopes.
     let scratch = tempfile::tempdir().unwrap();
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let missing = scratch.path().join("missing.json");
     let out = r
         .run_specific_job_with_attestation(&id, Some(&missing))
@@ -144,7 +130,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         &format!("envelope `{}` not found", missing.display()),
     )
     .await;
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let garbage = temp_file("{\"schema_version\": 70000}");
     let out = r
         .run_specific_job_with_attestation(&id, Some(&garbage))
@@ -210,7 +196,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         ),
     ];
     for (name, mutate, detail) in cases {
-        let (id, _, _) = llm_job(&store).await;
+        let (id, _, _) = alpha_beta_llm_job(&store).await;
         let mut env = signed(&id);
         mutate(&mut env);
         let path = write_env(&env);
@@ -226,7 +212,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     }
 
     // Ours: the full digest form, signed_at freshness, the trusted-key list.
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let env = sign_envelope(&SEED, "k1", &now.to_rfc3339(), &id, MODEL, "blake3:ab");
     let out = r
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
@@ -241,7 +227,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     )
     .await;
 
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let future = (now + chrono::Duration::hours(1)).to_rfc3339();
     let env = sign_envelope(&SEED, "k1", &future, &id, MODEL, &digest());
     let out = r
@@ -250,7 +236,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         .unwrap();
     assert_refused((&store, &pool), out, &id, REJECTED, "in the future").await;
 
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let env = sign_envelope(&SEED, "k1", "yesterday", &id, MODEL, &digest());
     let out = r
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
@@ -278,7 +264,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     };
     let rs =
         decay_worker::runner::Runner::new(store.clone(), runner_cfg(), backend.clone(), strict);
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let out = rs
         .run_specific_job_with_attestation(&id, Some(&write_env(&signed(&id))))
         .await
@@ -291,7 +277,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         "operator_key_id `k1` is not a trusted operator key",
     )
     .await;
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let env = sign_envelope(&SEED, "k2", &now.to_rfc3339(), &id, MODEL, &digest());
     let out = rs
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
@@ -305,7 +291,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
         "does not match the trusted key for operator_key_id `k2`",
     )
     .await;
-    let (id, _, _) = llm_job(&store).await;
+    let (id, _, _) = alpha_beta_llm_job(&store).await;
     let old = (now - chrono::Duration::hours(2)).to_rfc3339();
     let env = sign_envelope(&[7u8; 32], "k2", &old, &id, MODEL, &digest());
     let out = rs
@@ -357,10 +343,10 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
 
-    let (miss, _, _) = llm_job(&store).await;
-    let (echo, _, _) = llm_job(&store).await;
-    let (empty, _, _) = llm_job(&store).await;
-    let (big, _, _) = llm_job(&store).await;
+    let (miss, _, _) = alpha_beta_llm_job(&store).await;
+    let (echo, _, _) = alpha_beta_llm_job(&store).await;
+    let (empty, _, _) = alpha_beta_llm_job(&store).await;
+    let (big, _, _) = alpha_beta_llm_job(&store).await;
     let huge = "x".repeat(4097);
     let fx = fixture(vec![
         (
@@ -400,7 +386,7 @@ async fn every_backend_refusal_is_recorded_and_writes_nothing(pool: PgPool) {
 async fn attested_llm_summary_completes_with_an_audit_trail(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
 
-    let (id, a, b) = llm_job(&store).await;
+    let (id, a, b) = alpha_beta_llm_job(&store).await;
     let fx = fixture(vec![(
         request(&id, &["alpha", "beta"]),
         "Alpha and beta, summarised.",
@@ -535,9 +521,9 @@ async fn attest_keygen_writes_a_private_key_file_once() {
 #[sqlx::test(migrations = "./migrations")]
 async fn llm_jobs_through_the_broker(pool: PgPool) {
     let h = Harness::new(pool).await;
-    let (good, _, _) = llm_job(&h.store).await;
-    let (bad, _, _) = llm_job(&h.store).await;
-    let (none, _, _) = llm_job(&h.store).await;
+    let (good, _, _) = alpha_beta_llm_job(&h.store).await;
+    let (bad, _, _) = alpha_beta_llm_job(&h.store).await;
+    let (none, _, _) = alpha_beta_llm_job(&h.store).await;
     let fx = fixture(vec![(
         request(&good, &["alpha", "beta"]),
         "Both, briefly.",
@@ -663,7 +649,7 @@ async fn a_killed_worker_s_llm_claims_are_recovered_after_their_lease(pool: PgPo
     let mut entries = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let (id, _, _) = llm_job(&h.store).await;
+        let (id, _, _) = alpha_beta_llm_job(&h.store).await;
         place_envelope(dir.path(), &signed(&id));
         entries.push((request(&id, &["alpha", "beta"]), "summary", MODEL));
         ids.push(id);

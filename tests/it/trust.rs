@@ -8,7 +8,6 @@ use chrono::Utc;
 use decay_worker::decay::attestation::{
     AttestationEnvelope, prompt_template_digest, sign_envelope, verify,
 };
-use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::DecayJobId;
 use decay_worker::runner::RunOutcome;
 use decay_worker::store::Store;
@@ -24,20 +23,6 @@ use crate::testkit::*;
 const MODEL: &str = "claude-sonnet-4-7@1";
 const REJECTED: &str = "decay.llm_summary.attestation_rejected";
 const NO_KEYS: &str = "no trusted operator keys are configured";
-
-/// A due LLM job over two memories.
-async fn llm_job(store: &Store) -> DecayJobId {
-    let a = memory(store, "alpha", 0.9, "user").await;
-    let b = memory(store, "beta", 0.7, "agent").await;
-    job_at(
-        store,
-        JobKind::CandidateCompression,
-        SummaryMethod::LlmSummary,
-        vec![a.to_string(), b.to_string()],
-        Utc::now() - chrono::Duration::seconds(1),
-    )
-    .await
-}
 
 /// What an attacker does: mint a key and sign a perfectly valid envelope with it.
 fn minted(job: &DecayJobId) -> AttestationEnvelope {
@@ -55,7 +40,7 @@ fn minted(job: &DecayJobId) -> AttestationEnvelope {
 #[sqlx::test(migrations = "./migrations")]
 async fn without_trusted_keys_run_refuses_llm_jobs_unless_opted_out(pool: PgPool) {
     let h = Harness::new(pool).await;
-    let id = llm_job(&h.store).await;
+    let id = alpha_beta_llm_job(&h.store).await.0;
     let env = temp_json(&minted(&id));
     let out = h.cli(&run_attested_args(&id.to_string(), &env, &[])).await;
     assert_eq!(out.status.code(), Some(7));
@@ -69,7 +54,7 @@ async fn without_trusted_keys_run_refuses_llm_jobs_unless_opted_out(pool: PgPool
 
     // The documented opt-out believes the envelope's own key: the attestation passes and the
     // job goes on to the (unconfigured) backend.
-    let id = llm_job(&h.store).await;
+    let id = alpha_beta_llm_job(&h.store).await.0;
     let env = temp_json(&minted(&id));
     let out = h
         .cli(&run_attested_args(
@@ -91,7 +76,7 @@ async fn without_trusted_keys_run_refuses_llm_jobs_unless_opted_out(pool: PgPool
 #[sqlx::test(migrations = "./migrations")]
 async fn without_trusted_keys_a_worker_refuses_llm_jobs(pool: PgPool) {
     let h = Harness::new(pool).await;
-    let id = llm_job(&h.store).await;
+    let id = alpha_beta_llm_job(&h.store).await.0;
     let dir = tempfile::tempdir().unwrap();
     place_envelope(dir.path(), &minted(&id));
     let mut w = h.spawn_worker(
@@ -144,7 +129,7 @@ async fn without_trusted_keys_schedule_refuses_llm_jobs(pool: PgPool) {
 #[sqlx::test(migrations = "./migrations")]
 async fn the_stored_audit_record_re_verifies_the_signature(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let id = llm_job(&store).await;
+    let id = alpha_beta_llm_job(&store).await.0;
     let digest = replay_digest();
     let r = runner_with(
         &store,

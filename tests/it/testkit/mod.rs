@@ -174,6 +174,22 @@ pub async fn read_memory(pool: &PgPool, id: &MemoryId) -> Option<MemoryRow> {
     .unwrap()
 }
 
+/// A due LLM-summary compression of two new memories, "alpha" (0.9, user) and "beta"
+/// (0.7, agent): the claims the replay fixtures answer for. Returns the job and the two sources.
+pub async fn alpha_beta_llm_job(store: &Store) -> (DecayJobId, MemoryId, MemoryId) {
+    let a = memory(store, "alpha", 0.9, "user").await;
+    let b = memory(store, "beta", 0.7, "agent").await;
+    let id = job_at(
+        store,
+        JobKind::CandidateCompression,
+        SummaryMethod::LlmSummary,
+        vec![a.to_string(), b.to_string()],
+        Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await;
+    (id, a, b)
+}
+
 /// Lock the source memories of `job` (`FOR UPDATE`) in a transaction of our own, so the job's
 /// settle waits on them until the returned transaction is rolled back or dropped.
 pub async fn lock_sources_of(
