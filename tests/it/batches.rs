@@ -414,9 +414,7 @@ async fn two_batching_workers_complete_every_job_exactly_once(pool: PgPool) {
     assert!(batched > 0.0, "no delivery shared a batch");
     assert_eq!(a.terminate().await, Some(0));
     assert_eq!(b.terminate().await, Some(0));
-    assert_eq!(h.assert_exactly_one_summary_per_job().await, 150);
-    assert_eq!(h.left_in_base_and_tiers().await, 0, "nothing left unacked");
-    h.assert_nothing_dead_lettered().await;
+    h.assert_all_done_once(150).await;
 }
 
 /// A database error fails a worker's batch as a whole: nothing of it is committed, every

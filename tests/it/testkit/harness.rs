@@ -366,6 +366,19 @@ impl Harness {
         completed
     }
 
+    /// After the workers have exited: `jobs` jobs completed with exactly one summary each,
+    /// nothing left unacked in the base queue or a retry tier (the drain finished the acks of
+    /// every outcome), and nothing dead-lettered.
+    pub async fn assert_all_done_once(&self, jobs: i64) {
+        assert_eq!(self.assert_exactly_one_summary_per_job().await, jobs);
+        assert_eq!(
+            self.left_in_base_and_tiers().await,
+            0,
+            "nothing left unacked"
+        );
+        self.assert_nothing_dead_lettered().await;
+    }
+
     /// Worker statements of this test's database waiting on a lock.
     pub async fn lock_waiters(&self) -> i64 {
         sqlx::query_scalar(
