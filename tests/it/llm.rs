@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use decay_worker::decay::attestation::{
-    AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, prompt_template_digest,
-    sign_envelope, verifying_key_hex,
+    AttestationEnvelope, TrustPolicy, TrustedKeyEntry, TrustedKeys, sign_envelope,
+    verifying_key_hex,
 };
 use decay_worker::decay::{JobKind, SummaryMethod};
 use decay_worker::ids::{DecayJobId, MemoryId};
@@ -20,18 +20,13 @@ use sqlx::PgPool;
 use tempfile::TempPath;
 
 use crate::testkit::attest::{
-    SEED, attest_sign_args, place_envelope, schedule_llm_args, sign_for, temp_file, temp_json,
-    trusted_keys_file,
+    SEED, attest_sign_args, place_envelope, replay_digest, schedule_llm_args, sign_for, temp_file,
+    temp_json, trusted_keys_file,
 };
 use crate::testkit::harness::{Harness, wait_until};
 use crate::testkit::*;
 
 const MODEL: &str = "claude-sonnet-4-7@1";
-
-/// The template digest the replay fixtures pin.
-fn digest() -> String {
-    prompt_template_digest(b"Summarise these claims faithfully:\n{claims}")
-}
 
 /// An envelope written to a temporary file, removed when the path drops.
 fn write_env(env: &AttestationEnvelope) -> TempPath {
@@ -40,13 +35,13 @@ fn write_env(env: &AttestationEnvelope) -> TempPath {
 
 /// The test operator's envelope for `job`, pinning the replay model and template.
 fn signed(job: &DecayJobId) -> AttestationEnvelope {
-    sign_for(job, MODEL, &digest())
+    sign_for(job, MODEL, &replay_digest())
 }
 
 fn request(job: &DecayJobId, claims: &[&str]) -> SummaryRequest {
     SummaryRequest {
         model_name: MODEL.into(),
-        prompt_template_blake3: digest(),
+        prompt_template_blake3: replay_digest(),
         source_claims: claims.iter().map(|c| c.to_string()).collect(),
         max_output_bytes: Some(4096),
         decay_job_id: Some(job.to_string()),
@@ -229,7 +224,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
 
     let (id, _, _) = alpha_beta_llm_job(&store).await;
     let future = (now + chrono::Duration::hours(1)).to_rfc3339();
-    let env = sign_envelope(&SEED, "k1", &future, &id, MODEL, &digest());
+    let env = sign_envelope(&SEED, "k1", &future, &id, MODEL, &replay_digest());
     let out = r
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
@@ -237,7 +232,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     assert_refused((&store, &pool), out, &id, REJECTED, "in the future").await;
 
     let (id, _, _) = alpha_beta_llm_job(&store).await;
-    let env = sign_envelope(&SEED, "k1", "yesterday", &id, MODEL, &digest());
+    let env = sign_envelope(&SEED, "k1", "yesterday", &id, MODEL, &replay_digest());
     let out = r
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
@@ -278,7 +273,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     )
     .await;
     let (id, _, _) = alpha_beta_llm_job(&store).await;
-    let env = sign_envelope(&SEED, "k2", &now.to_rfc3339(), &id, MODEL, &digest());
+    let env = sign_envelope(&SEED, "k2", &now.to_rfc3339(), &id, MODEL, &replay_digest());
     let out = rs
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
@@ -293,7 +288,7 @@ async fn every_attestation_refusal_is_recorded_and_writes_nothing(pool: PgPool) 
     .await;
     let (id, _, _) = alpha_beta_llm_job(&store).await;
     let old = (now - chrono::Duration::hours(2)).to_rfc3339();
-    let env = sign_envelope(&[7u8; 32], "k2", &old, &id, MODEL, &digest());
+    let env = sign_envelope(&[7u8; 32], "k2", &old, &id, MODEL, &replay_digest());
     let out = rs
         .run_specific_job_with_attestation(&id, Some(&write_env(&env)))
         .await
