@@ -115,8 +115,7 @@ pub fn classify_sqlx(e: &sqlx::Error) -> ErrorClass {
 impl StoreError {
     /// A lock wait gave up (`55P03 lock_not_available`, from a `lock_timeout`).
     pub fn is_lock_timeout(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(db))
-            if db.code().as_deref() == Some("55P03"))
+        self.sql_state().is_some_and(|code| code == "55P03")
     }
 
     /// What this error says about the job and the connection ([`SQLSTATE_TABLE`]).
